@@ -1,0 +1,31 @@
+"""Data for hermes_monai: the synthetic default dataset, datalists, loading transforms and the strong view.
+
+* :mod:`.synthetic` - breast-ultrasound-like images, masks and ``datalist.json`` generated on first use.
+* :mod:`.datalist` - reading / writing datalists with split-disjointness and file checks.
+* :mod:`.transforms` - :class:`LoadUltrasoundd` (PNG / JPEG / BMP / DICOM -> (1, H, W) MetaTensor)
+  and reference weak-view / evaluation pipelines.
+* :mod:`.prepare` - which dataset a bundle run uses (the user's, or the synthetic default).
+* :mod:`.augment` - :class:`StrongAugment`, the batched strong view used inside the engine.
+"""
+
+from hermes_monai.data.augment import StrongAugment
+from hermes_monai.data.datalist import check_disjoint, load_datalist, write_datalist
+from hermes_monai.data.prepare import data_base_dir, resolve_datalist
+from hermes_monai.data.synthetic import CLASS_NAMES, ensure_synthetic_dataset, generate_synthetic_dataset
+from hermes_monai.data.transforms import LoadUltrasoundd, eval_transforms, read_ultrasound, train_transforms
+
+__all__ = [
+    "CLASS_NAMES",
+    "LoadUltrasoundd",
+    "StrongAugment",
+    "check_disjoint",
+    "data_base_dir",
+    "ensure_synthetic_dataset",
+    "eval_transforms",
+    "generate_synthetic_dataset",
+    "load_datalist",
+    "read_ultrasound",
+    "resolve_datalist",
+    "train_transforms",
+    "write_datalist",
+]

@@ -1,0 +1,11 @@
+"""Training engines: the Hermes semi-supervised trainer built on ``monai.engines.Trainer``."""
+
+from hermes_monai.engines.trainer import (
+    DEFAULT_WEIGHTS,
+    LOSS_TERMS,
+    MONITOR_KEYS,
+    HermesTrainer,
+    loggable_output,
+)
+
+__all__ = ["DEFAULT_WEIGHTS", "LOSS_TERMS", "MONITOR_KEYS", "HermesTrainer", "loggable_output"]

@@ -1,0 +1,335 @@
+"""The Hermes semi-supervised trainer: one ignite iteration = one labeled + one unlabeled batch.
+
+:class:`HermesTrainer` is a :class:`monai.engines.Trainer`. Its data loader is the **labeled**
+loader; the **unlabeled** loader is cycled alongside it (a fresh iterator whenever it runs out), so
+an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iteration (HERMES.md §3–5):
+
+1. the weak unlabeled view ``u_w`` (geometric augmentation only, from the data pipeline) goes
+   through the network without gradient: a teacher pass giving pseudo-labels;
+2. the strong view ``u_s`` is ``u_w`` plus photometric augmentation (:class:`StrongAugment`, same
+   geometry), made on the training device;
+3. image- and pixel-level dual-threshold selection on the weak predictions;
+4. one forward pass with gradient over ``concat(x_labeled, u_s)``;
+5. supervised, unsupervised, contrastive (after ``contrast_warmup`` iterations) and inter-task
+   consistency losses, combined as in HERMES §5 with weights from the config;
+6. one backward pass of ``L_cls + L_seg`` and a step of both optimisers (seg: Adam; cls: SGD).
+   The two totals share no parameters except through IAS and the consistency term, so one
+   backward of their sum gives each parameter exactly the gradient two separate backward passes
+   would, without keeping a graph alive between them.
+
+The weak-view pass has no gradient, so in the pixel contrast (mean of the two views'
+embeddings) and the image contrast (both views as anchors) the gradient flows through the strong
+view only; the weak view acts as a teacher. With ``unlabeled_data_loader=None`` only the labeled
+losses are computed: the SupOnly baseline.
+
+``engine.state.output`` holds a scalar tensor ``loss`` plus floats for every term
+(:data:`LOSS_TERMS`), the selection rates and the schedule values (:data:`MONITOR_KEYS`), so
+``StatsHandler``, ``TensorBoardStatsHandler`` and ``MLFlowHandler`` can log them with
+``output_transform=hermes_monai.engines.loggable_output``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys as Keys
+from torch.optim import Optimizer
+
+from hermes_monai.data.augment import StrongAugment
+from hermes_monai.losses import (
+    IgnoreDiceLoss,
+    ImageContrastLoss,
+    PixelContrastLoss,
+    SegSupervisedLoss,
+    inter_task_consistency,
+    masked_cross_entropy,
+)
+from hermes_monai.pseudo_labels import DualThresholdSelector
+from hermes_monai.schedules import consistency_weight, entropy_ratio
+
+LOSS_TERMS = (
+    "loss_seg_l",
+    "loss_cls_l",
+    "loss_seg_u",
+    "loss_cls_u",
+    "loss_contrast_cls",
+    "loss_contrast_seg",
+    "loss_itc",
+    "loss_seg",
+    "loss_cls",
+)
+MONITOR_KEYS = ("select_rate_image", "select_rate_pixel", "gamma", "itc_weight")
+
+DEFAULT_WEIGHTS = {
+    "cls_total": 1.1,
+    "cls_unsup": 0.1,
+    "cls_contrast": 0.2,
+    "seg_total": 0.5,
+    "seg_unsup": 0.1,
+    "seg_contrast": 0.8,
+    "itc": 1.0,
+}
+
+
+def loggable_output(output: dict) -> dict[str, float]:
+    """Pick the scalar loss, loss terms and monitors from the trainer output for logging handlers."""
+    keys = ("loss", *LOSS_TERMS, *MONITOR_KEYS)
+    return {k: float(output[k]) for k in keys if k in output}
+
+
+def _cycle(loader: Iterable) -> Iterator:
+    """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out."""
+    while True:
+        yield from loader
+
+
+class HermesTrainer(Trainer):
+    """Semi-supervised two-task trainer (Hermes).
+
+    Args:
+        device: training device.
+        max_epochs: number of epochs.
+        train_data_loader: labeled loader; batches are dicts with ``image`` (B,1,H,W) float,
+            ``label`` (B,1,H,W) integer mask and ``class`` (B,) class index.
+        network: a :class:`hermes_monai.networks.HermesNet` (or anything returning its output dict).
+        seg_optimizer / cls_optimizer: optimisers over ``network.parameter_groups()["seg"/"cls"]``.
+        unlabeled_data_loader: unlabeled loader yielding dicts with the weak view ``image``
+            (B,1,H,W); ``None`` trains on the labeled losses only (SupOnly).
+        epoch_length: iterations per epoch (default: the longer of the two loaders).
+        num_seg_classes / num_cls_classes: number of classes of each task.
+        image_selector / pixel_selector: dual-threshold selectors (default: HERMES §4 settings).
+        image_contrast / pixel_contrast: contrastive losses with their memory banks; ``None``
+            switches that term off (ablation).
+        strong_augment: builds the strong view from the weak one (default :class:`StrongAugment`).
+        use_consistency: switch for the inter-task consistency term.
+        contrast_warmup: iteration from which the contrastive terms are on.
+        weights: loss weights, keys of :data:`DEFAULT_WEIGHTS` (missing keys keep their default).
+        consistency_scale / consistency_length: ``λ(t) = weights['itc'] · rampup(t/scale, length)``.
+        entropy_start: γ(0) of the entropy ramp γ(t) = start + (1−start)·rampup(t, T).
+        seed: seed of the strong-augmentation and anchor-sampling generators.
+        train_handlers, amp, amp_kwargs, non_blocking: as for :class:`monai.engines.SupervisedTrainer`.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        seg_optimizer: Optimizer,
+        cls_optimizer: Optimizer,
+        unlabeled_data_loader: Iterable | None = None,
+        epoch_length: int | None = None,
+        num_seg_classes: int = 2,
+        num_cls_classes: int = 2,
+        image_selector: DualThresholdSelector | None = None,
+        pixel_selector: DualThresholdSelector | None = None,
+        image_contrast: ImageContrastLoss | None = None,
+        pixel_contrast: PixelContrastLoss | None = None,
+        strong_augment: Callable[..., torch.Tensor] | None = None,
+        use_consistency: bool = True,
+        contrast_warmup: int = 0,
+        weights: dict[str, float] | None = None,
+        consistency_scale: float = 100.0,
+        consistency_length: float = 40.0,
+        entropy_start: float = 0.75,
+        seed: int = 0,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        amp_kwargs: dict | None = None,
+        non_blocking: bool = False,
+    ) -> None:
+        if epoch_length is None:
+            lengths = [len(train_data_loader)]  # type: ignore[arg-type]
+            if unlabeled_data_loader is not None:
+                lengths.append(len(unlabeled_data_loader))  # type: ignore[arg-type]
+            epoch_length = max(lengths)
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            handlers=train_handlers,
+            amp=amp,
+            amp_kwargs=amp_kwargs,
+            decollate=False,
+        )
+        unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+        self.network = network
+        self.seg_optimizer = seg_optimizer
+        self.cls_optimizer = cls_optimizer
+        self.unlabeled_data_loader = unlabeled_data_loader
+        self.num_seg_classes = num_seg_classes
+        self.image_selector = image_selector or DualThresholdSelector(num_cls_classes)
+        self.pixel_selector = pixel_selector or DualThresholdSelector(num_seg_classes)
+        self.image_contrast = image_contrast
+        self.pixel_contrast = pixel_contrast
+        self.strong_augment = strong_augment or StrongAugment()
+        self.use_consistency = use_consistency
+        self.contrast_warmup = contrast_warmup
+        self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        self.consistency_scale = consistency_scale
+        self.consistency_length = consistency_length
+        self.entropy_start = entropy_start
+        self.seg_sup_loss = SegSupervisedLoss()
+        self.seg_unsup_loss = IgnoreDiceLoss()
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._unlabeled_iter: Iterator | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _next_unlabeled(self) -> torch.Tensor:
+        if self._unlabeled_iter is None:
+            self._unlabeled_iter = _cycle(self.unlabeled_data_loader)  # type: ignore[arg-type]
+        batch = next(self._unlabeled_iter)
+        image = batch[Keys.IMAGE] if isinstance(batch, dict) else batch
+        return torch.as_tensor(image).to(self.state.device, non_blocking=self.non_blocking)
+
+    def _rng(self, device: torch.device) -> torch.Generator:
+        if self._generator is None:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+        return self._generator
+
+    def total_iterations(self) -> int:
+        """T of the schedules: ``max_epochs × epoch_length`` of the current run."""
+        return int(self.state.max_epochs * self.state.epoch_length)
+
+    # ---------------------------------------------------------------- iteration
+    def _iteration(self, engine: HermesTrainer, batchdata: dict[str, Any]) -> dict:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        device = engine.state.device
+        x_l = torch.as_tensor(batchdata[Keys.IMAGE]).to(device, non_blocking=engine.non_blocking)
+        y_seg = torch.as_tensor(batchdata[Keys.LABEL]).to(device, non_blocking=engine.non_blocking)
+        y_seg = y_seg.long()[:, 0] if y_seg.ndim == 4 else y_seg.long()
+        y_cls = torch.as_tensor(batchdata["class"]).to(device).long().view(-1)
+        t = engine.state.iteration - 1
+        big_t = engine.total_iterations()
+        gen = engine._rng(device)
+        engine.network.train()
+        semi = engine.unlabeled_data_loader is not None
+
+        autocast = (
+            torch.autocast(device_type=torch.device(device).type, **(engine.amp_kwargs or {}))
+            if engine.amp
+            else torch.autocast(device_type="cpu", enabled=False)
+        )
+        out: dict[str, Any] = {}
+        with autocast:
+            if semi:
+                u_w = engine._next_unlabeled()
+                u_s = engine.strong_augment(u_w, generator=gen)
+                gamma = entropy_ratio(t, big_t, start=engine.entropy_start)
+                with torch.no_grad():
+                    teacher = engine.network(u_w)
+                    sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
+                    sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
+                x = torch.cat([x_l, u_s])
+            else:
+                x = x_l
+            pred = engine.network(x)
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            n_l = x_l.shape[0]
+            lab = {k: v[:n_l] for k, v in pred.items()}
+            loss_seg_l = engine.seg_sup_loss(lab["seg_logits"], y_seg)
+            loss_cls_l = F.cross_entropy(lab["cls_logits"], y_cls)
+            zero = loss_seg_l.new_zeros(())
+            loss_seg_u = loss_cls_u = loss_c_cls = loss_c_seg = loss_itc = zero
+            itc_w = 0.0
+            if semi:
+                unl = {k: v[n_l:] for k, v in pred.items()}
+                loss_cls_u = masked_cross_entropy(unl["cls_logits"], sel_img.pseudo_label, sel_img.mask)
+                loss_seg_u = engine.seg_unsup_loss(unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask)
+                if t >= engine.contrast_warmup:
+                    if engine.image_contrast is not None:
+                        loss_c_cls = engine.image_contrast(
+                            torch.cat([teacher["cls_embed"], unl["cls_embed"]]).float(),
+                            sel_img.pseudo_label.repeat(2),
+                            sel_img.mask.repeat(2),
+                        )
+                    if engine.pixel_contrast is not None:
+                        loss_c_seg = engine._pixel_contrast_loss(teacher, sel_pix, unl, lab, y_seg)
+                if engine.use_consistency:
+                    itc_w = consistency_weight(
+                        t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
+                    )
+                    loss_itc = inter_task_consistency(unl["seg_proj"].float(), unl["cls_proj"].float())
+            elif engine.use_consistency:
+                itc_w = consistency_weight(
+                    t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
+                )
+                loss_itc = inter_task_consistency(lab["seg_proj"].float(), lab["cls_proj"].float())
+            w = engine.weights
+            loss_cls = w["cls_total"] * (
+                loss_cls_l + w["cls_unsup"] * loss_cls_u + w["cls_contrast"] * loss_c_cls
+            )
+            loss_seg = (
+                w["seg_total"] * (loss_seg_l + w["seg_unsup"] * loss_seg_u + w["seg_contrast"] * loss_c_seg)
+                + itc_w * loss_itc
+            )
+            loss = loss_cls + loss_seg
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+
+        engine.seg_optimizer.zero_grad(set_to_none=True)
+        engine.cls_optimizer.zero_grad(set_to_none=True)
+        if engine.amp and engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.scaler.step(engine.seg_optimizer)
+            engine.scaler.step(engine.cls_optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.seg_optimizer.step()
+            engine.cls_optimizer.step()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+
+        out[Keys.LOSS] = loss.detach()
+        terms = (
+            loss_seg_l,
+            loss_cls_l,
+            loss_seg_u,
+            loss_cls_u,
+            loss_c_cls,
+            loss_c_seg,
+            loss_itc,
+            loss_seg,
+            loss_cls,
+        )
+        out.update({k: float(v.detach()) for k, v in zip(LOSS_TERMS, terms)})
+        out["itc_weight"] = itc_w
+        if semi:
+            out["select_rate_image"] = sel_img.rate
+            out["select_rate_pixel"] = sel_pix.rate
+            out["gamma"] = gamma
+        engine.state.output = out
+        return out
+
+    def _pixel_contrast_loss(
+        self, teacher: dict, sel_pix: Any, unl: dict, lab: dict, y_seg: torch.Tensor
+    ) -> torch.Tensor:
+        """Pixel-level dual-threshold contrast over unlabeled (certainty labels) and labeled (ground truth).
+
+        Embeddings are (B, D, h, w) at 1/8 scale; labels and predictions are resized to that grid
+        with nearest-neighbour sampling. Unlabeled embeddings are the mean of the two views'.
+        """
+        emb_u = F.normalize((teacher["seg_embed"] + unl["seg_embed"]).float() / 2, dim=1)
+        grid = emb_u.shape[-2:]
+
+        def _nearest(lbl: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(lbl[:, None].float(), size=grid, mode="nearest")[:, 0].long()
+
+        labels = torch.cat([_nearest(sel_pix.certainty_label), _nearest(y_seg)])
+        preds = torch.cat([_nearest(unl["seg_logits"].argmax(1)), _nearest(lab["seg_logits"].argmax(1))])
+        emb = torch.cat([emb_u, lab["seg_embed"].float()])
+        return self.pixel_contrast(emb, labels, preds)

@@ -1,0 +1,22 @@
+"""Hermes networks: the segmentation U-Net, the ResNet-18 classifier and the IAS module linking them."""
+
+from hermes_monai.networks.classification import HermesClsNet
+from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, load_weights
+from hermes_monai.networks.heads import ImageContrastHead, PixelContrastHead, ProjectionMLP
+from hermes_monai.networks.hermes import HermesNet
+from hermes_monai.networks.ias import InterTaskAttention, saliency_map
+from hermes_monai.networks.segmentation import HermesSegNet
+
+__all__ = [
+    "ENCODER_PRESETS",
+    "HermesClsNet",
+    "HermesNet",
+    "HermesSegNet",
+    "ImageContrastHead",
+    "InterTaskAttention",
+    "PixelContrastHead",
+    "ProjectionMLP",
+    "create_encoder",
+    "load_weights",
+    "saliency_map",
+]
