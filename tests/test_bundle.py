@@ -133,3 +133,22 @@ def test_supervised_only_override_is_suponly() -> None:
         "use_consistency",
     ):
         assert parser[key] is False, key
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    from hermes_monai.data import generate_synthetic_dataset
+
+    data = tmp_path / "data"
+    datalist = generate_synthetic_dataset(
+        data, num_labeled=4, num_unlabeled=2, num_validation=2, num_test=2, image_size=32
+    )
+    entries = json.loads(Path(datalist).read_text())
+    broken = data / entries["labeled"][1]["image"]
+    broken.write_bytes(b"this is not a png")
+    with pytest.raises(RuntimeError) as info:
+        run("training", config_file=TRAIN, **_overrides(tmp_path, dataset_dir=str(data), use_mlflow=False))
+    chain, err = [], info.value
+    while err is not None:
+        chain.append(str(err))
+        err = err.__cause__
+    assert any(str(broken) in msg and "cannot read image" in msg for msg in chain), chain

@@ -300,3 +300,21 @@ def test_weights_errors_name_the_path(tmp_path) -> None:
     torch.save({"foo.weight": torch.zeros(3)}, unrelated)
     with pytest.raises(ValueError, match="unrelated.pth"):
         create_encoder("resnet18", weights_path=str(unrelated))
+
+
+def test_saliency_pass_leaves_classifier_running_statistics_alone() -> None:
+    from hermes_monai.networks import HermesNet
+
+    torch.manual_seed(0)
+    net = HermesNet(encoder="resnet18", decoder_channels=(32, 16, 16, 8)).train()
+    x = torch.rand(2, 1, 32, 32)
+    stats = {k: v.clone() for k, v in net.cls.state_dict().items() if "running_mean" in k}
+    # the saliency pass alone must not move the statistics ...
+    from hermes_monai.networks.ias import frozen_norm_statistics, saliency_map
+
+    with frozen_norm_statistics(net.cls):
+        saliency_map(net.cls.forward_logits, x)
+    assert all(torch.equal(v, net.cls.state_dict()[k]) for k, v in stats.items())
+    # ... and momentum is restored afterwards, so the main pass does update them
+    net(x)
+    assert not all(torch.equal(v, net.cls.state_dict()[k]) for k, v in stats.items())

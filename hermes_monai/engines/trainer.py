@@ -26,6 +26,10 @@ losses are computed: the SupOnly baseline.
 (:data:`LOSS_TERMS`), the selection rates and the schedule values (:data:`MONITOR_KEYS`), so
 ``StatsHandler``, ``TensorBoardStatsHandler`` and ``MLFlowHandler`` can log them with
 ``output_transform=hermes_monai.engines.loggable_output``.
+
+Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
+(``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``contrast``,
+``backward``, ``optimizer``) so a profiler run (``scripts/benchmark.py``) can break a step down.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from monai.engines import Trainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
+from torch.profiler import record_function
 
 from hermes_monai.data.augment import StrongAugment
 from hermes_monai.losses import (
@@ -83,9 +88,20 @@ def loggable_output(output: dict) -> dict[str, float]:
 
 
 def _cycle(loader: Iterable) -> Iterator:
-    """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out."""
+    """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out.
+
+    Raises:
+        ValueError: if a pass yields nothing (e.g. fewer images than the batch size with ``drop_last``).
+    """
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(
+                "the unlabeled data loader yields no batch: fewer unlabeled images than unlabeled_batch_size?"
+            )
 
 
 class HermesTrainer(Trainer):
@@ -227,16 +243,20 @@ class HermesTrainer(Trainer):
         with autocast:
             if semi:
                 u_w = engine._next_unlabeled()
-                u_s = engine.strong_augment(u_w, generator=gen)
+                with record_function("hermes::strong_view"):
+                    u_s = engine.strong_augment(u_w, generator=gen)
                 gamma = entropy_ratio(t, big_t, start=engine.entropy_start)
                 with torch.no_grad():
-                    teacher = engine.network(u_w)
-                    sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
-                    sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
+                    with record_function("hermes::forward_teacher"):
+                        teacher = engine.network(u_w)
+                    with record_function("hermes::pseudo_labels"):
+                        sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
+                        sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
                 x = torch.cat([x_l, u_s])
             else:
                 x = x_l
-            pred = engine.network(x)
+            with record_function("hermes::forward_student"):
+                pred = engine.network(x)
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             n_l = x_l.shape[0]
             lab = {k: v[:n_l] for k, v in pred.items()}
@@ -250,14 +270,15 @@ class HermesTrainer(Trainer):
                 loss_cls_u = masked_cross_entropy(unl["cls_logits"], sel_img.pseudo_label, sel_img.mask)
                 loss_seg_u = engine.seg_unsup_loss(unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask)
                 if t >= engine.contrast_warmup:
-                    if engine.image_contrast is not None:
-                        loss_c_cls = engine.image_contrast(
-                            torch.cat([teacher["cls_embed"], unl["cls_embed"]]).float(),
-                            sel_img.pseudo_label.repeat(2),
-                            sel_img.mask.repeat(2),
-                        )
-                    if engine.pixel_contrast is not None:
-                        loss_c_seg = engine._pixel_contrast_loss(teacher, sel_pix, unl, lab, y_seg)
+                    with record_function("hermes::contrast"):
+                        if engine.image_contrast is not None:
+                            loss_c_cls = engine.image_contrast(
+                                torch.cat([teacher["cls_embed"], unl["cls_embed"]]).float(),
+                                sel_img.pseudo_label.repeat(2),
+                                sel_img.mask.repeat(2),
+                            )
+                        if engine.pixel_contrast is not None:
+                            loss_c_seg = engine._pixel_contrast_loss(teacher, sel_pix, unl, lab, y_seg)
                 if engine.use_consistency:
                     itc_w = consistency_weight(
                         t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
@@ -281,17 +302,18 @@ class HermesTrainer(Trainer):
 
         engine.seg_optimizer.zero_grad(set_to_none=True)
         engine.cls_optimizer.zero_grad(set_to_none=True)
-        if engine.amp and engine.scaler is not None:
-            engine.scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.seg_optimizer)
-            engine.scaler.step(engine.cls_optimizer)
-            engine.scaler.update()
-        else:
-            loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.seg_optimizer.step()
-            engine.cls_optimizer.step()
+        scaler = engine.scaler if engine.amp else None
+        with record_function("hermes::backward"):
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        with record_function("hermes::optimizer"):
+            if scaler is not None:
+                scaler.step(engine.seg_optimizer)
+                scaler.step(engine.cls_optimizer)
+                scaler.update()
+            else:
+                engine.seg_optimizer.step()
+                engine.cls_optimizer.step()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         out[Keys.LOSS] = loss.detach()
@@ -332,4 +354,4 @@ class HermesTrainer(Trainer):
         labels = torch.cat([_nearest(sel_pix.certainty_label), _nearest(y_seg)])
         preds = torch.cat([_nearest(unl["seg_logits"].argmax(1)), _nearest(lab["seg_logits"].argmax(1))])
         emb = torch.cat([emb_u, lab["seg_embed"].float()])
-        return self.pixel_contrast(emb, labels, preds)
+        return self.pixel_contrast(emb, labels, preds, generator=self._rng(emb.device))

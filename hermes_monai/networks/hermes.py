@@ -5,7 +5,8 @@ One forward pass on images x (B, C_in, H, W), H and W divisible by 16:
 1. saliency (if ``use_saliency``): ``saliency_map(self.cls.forward_logits, x)`` → (B, 1, H, W).
    The saliency pass uses the classifier *without* inter-task attention: attention needs the seg
    features and the seg features need the saliency, so the attention-free classifier breaks that
-   cycle. The map is detached (no gradient reaches the classifier through it).
+   cycle. The map is detached (no gradient reaches the classifier through it), and the pass does
+   not update the classifier's batch-norm running statistics (:func:`frozen_norm_statistics`).
 2. ``seg_out = self.seg(x, saliency)``.
 3. ``cls_out = self.cls(x, seg_out["features"] if use_attention else None)``.
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from hermes_monai.networks.classification import HermesClsNet
-from hermes_monai.networks.ias import saliency_map
+from hermes_monai.networks.ias import frozen_norm_statistics, saliency_map
 from hermes_monai.networks.segmentation import HermesSegNet
 
 __all__ = ["HermesNet"]
@@ -92,7 +93,10 @@ class HermesNet(nn.Module):
             ``"cls_embed"`` (B, 128), ``"cls_proj"`` (B, 256), and ``"saliency"`` (B, 1, H, W) when
             saliency is on. For ``output="pred"``: the seg logits tensor only.
         """
-        sal = saliency_map(self.cls.forward_logits, x) if self.use_saliency else None
+        sal = None
+        if self.use_saliency:
+            with frozen_norm_statistics(self.cls):
+                sal = saliency_map(self.cls.forward_logits, x)
         seg_out = self.seg(x, sal)
         if self.output == "pred":
             return seg_out["logits"]

@@ -20,13 +20,14 @@ Choices where the spec is silent:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["InterTaskAttention", "saliency_map"]
+__all__ = ["InterTaskAttention", "frozen_norm_statistics", "saliency_map"]
 
 
 class InterTaskAttention(nn.Module):
@@ -96,3 +97,25 @@ def saliency_map(logit_fn: Callable[[Tensor], Tensor], x: Tensor, eps: float = 1
         sal = grad.abs().amax(dim=1, keepdim=True)
         peak = sal.amax(dim=(2, 3), keepdim=True).clamp_min(eps)
         return (sal / peak).detach()
+
+
+@contextmanager
+def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` without updating its batch-norm running statistics.
+
+    In training mode batch norm still normalises with the batch's own statistics; only the
+    running-average update is suppressed (momentum 0). The saliency pass runs the classifier
+    without inter-task attention, so its activations after stage 1 follow a different distribution
+    from the attention-modulated ones the classifier is evaluated with; letting that pass update
+    the running statistics would leave them a mixture of the two and break evaluation-mode
+    predictions.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum

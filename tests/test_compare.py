@@ -1,0 +1,231 @@
+"""scripts/compare.py: label-budget datalists, the summary arithmetic and one tiny end-to-end comparison.
+
+The end-to-end test trains Hermes and SupOnly through the real bundle (1 iteration each on a tiny synthetic
+dataset at 64x64), so it checks the driver, not model quality.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("compare_script", REPO / "scripts" / "compare.py")
+compare = importlib.util.module_from_spec(_spec)
+sys.modules["compare_script"] = compare  # dataclasses resolve annotations through sys.modules
+_spec.loader.exec_module(compare)
+
+TINY = {
+    "synthetic#image_size": 64,
+    "synthetic#num_labeled": 8,
+    "synthetic#num_unlabeled": 2,
+    "synthetic#num_validation": 2,
+    "synthetic#num_test": 4,
+    "image_size": 64,
+    "encoder": "resnet10t",  # the smallest timm ResNet: the test checks the driver, not the model
+    "decoder_channels": "[32, 16, 8, 8]",
+    "labeled_batch_size": 2,
+    "unlabeled_batch_size": 2,
+    "max_epochs": 1,
+    "epoch_length": 1,
+    "val_interval": 1,
+    "log_interval": 1,
+    "contrast_warmup": 0,
+    "pixel_contrast_loss#min_pixels": 4,
+    "pixel_contrast_loss#max_per_group": 8,
+    "device": "$torch.device('cpu')",
+}
+
+
+def _argv(out: Path, **extra) -> list[str]:
+    over = {**TINY, **extra}
+    argv = ["--budgets", "4", "--seeds", "0", "--methods", "hermes", "suponly", "--output_dir", str(out)]
+    for k, v in over.items():
+        argv += ["--override", f"{k}={v}"]
+    return argv
+
+
+def _fake_splits() -> dict[str, list[dict]]:
+    # labeled: 6 benign (0) + 4 malignant (1), interleaved
+    classes = [0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
+    return {
+        "labeled": [
+            {"image": f"/d/l{i}.png", "label": f"/d/m{i}.png", "class": c} for i, c in enumerate(classes)
+        ],
+        "unlabeled": [{"image": f"/d/u{i}.png"} for i in range(3)],
+        "validation": [{"image": "/d/v0.png", "label": "/d/mv0.png", "class": 1}],
+        "test": [{"image": "/d/t0.png", "label": "/d/mt0.png", "class": 0}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- unit tests
+def test_parse_override_reads_yaml_values() -> None:
+    assert compare.parse_override("max_epochs=30") == ("max_epochs", 30)
+    assert compare.parse_override("pixel_contrast_loss#min_pixels=4") == ("pixel_contrast_loss#min_pixels", 4)
+    assert compare.parse_override("decoder_channels=[8, 4]") == ("decoder_channels", [8, 4])
+    assert compare.parse_override("resume_from=null") == ("resume_from", None)
+    assert compare.parse_override("use_attention=false") == ("use_attention", False)
+    assert compare.parse_override("device=$torch.device('cpu')") == ("device", "$torch.device('cpu')")
+    with pytest.raises(ValueError):
+        compare.parse_override("no_equals_sign")
+
+
+def test_class_balanced_indices_balanced_nested_and_checked() -> None:
+    classes = [0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
+    for seed in range(5):
+        four = compare.class_balanced_indices(classes, 4, seed)
+        two = compare.class_balanced_indices(classes, 2, seed)
+        assert len(four) == len(set(four)) == 4 and four == sorted(four)
+        assert sorted(classes[i] for i in four) == [0, 0, 1, 1]  # N/2 per class
+        assert set(two) <= set(four)  # one seed's subsets are nested across budgets
+        assert compare.class_balanced_indices(classes, 4, seed) == four  # reproducible
+    draws = {tuple(compare.class_balanced_indices(classes, 4, s)) for s in range(10)}
+    assert len(draws) > 1  # the seed matters
+    with pytest.raises(ValueError, match="multiple"):
+        compare.class_balanced_indices(classes, 3, 0)
+    with pytest.raises(ValueError, match="class 1"):  # only 4 malignant: 10 needs 5 of each
+        compare.class_balanced_indices(classes, 10, 0)
+
+
+def test_budget_splits_move_the_rest_to_unlabeled() -> None:
+    splits = _fake_splits()
+    out = compare.budget_splits(splits, 4, seed=3)
+    assert len(out["labeled"]) == 4
+    assert sorted(e["class"] for e in out["labeled"]) == [0, 0, 1, 1]
+    # 3 original unlabeled + (10 - 4) moved labeled entries
+    assert len(out["unlabeled"]) == 3 + 6
+    assert out["unlabeled"][:3] == splits["unlabeled"]
+    for entry in out["unlabeled"]:
+        assert set(entry) == {"image"}  # stripped of label and class
+    images = lambda name: {e["image"] for e in out[name]}  # noqa: E731
+    assert images("labeled") | (images("unlabeled") - {e["image"] for e in splits["unlabeled"]}) == {
+        e["image"] for e in splits["labeled"]
+    }
+    assert not images("labeled") & images("unlabeled")
+    assert out["validation"] == splits["validation"] and out["test"] == splits["test"]
+    assert splits["labeled"][0]["label"] == "/d/m0.png"  # the input was not modified
+
+
+def test_summary_rows_mean_std_and_paired_difference() -> None:
+    def rec(method: str, seed: int, dice: float, auc: float) -> dict:
+        return {
+            "method": method,
+            "budget": 20,
+            "seed": seed,
+            "metrics": {"dice": dice, "iou": dice / 2, "accuracy": 0.5, "auc": auc},
+        }
+
+    records = [
+        rec("hermes", 0, 0.80, 0.9),
+        rec("hermes", 1, 0.90, math.nan),
+        rec("suponly", 0, 0.70, 0.6),
+        rec("suponly", 1, 0.75, 0.8),
+    ]
+    rows = compare.summarise(records, ["hermes", "suponly"], [20], "suponly")
+    assert [r["method"] for r in rows] == ["hermes", "suponly", "hermes - suponly"]
+    hermes, sup, diff = rows
+    # hermes Dice: mean (80 + 90) / 2 = 85; sample std sqrt((5^2 + 5^2) / 1) = sqrt(50) = 7.0711
+    assert hermes["dice_mean"] == pytest.approx(85.0) and hermes["dice_std"] == pytest.approx(50**0.5)
+    # suponly Dice: mean 72.5, std sqrt(2.5^2 * 2) = 3.5355
+    assert sup["dice_mean"] == pytest.approx(72.5) and sup["dice_std"] == pytest.approx(12.5**0.5)
+    # paired differences 80-70 = 10 and 90-75 = 15: mean 12.5, std sqrt(2.5^2 * 2) = 3.5355
+    assert diff["dice_mean"] == pytest.approx(12.5) and diff["dice_std"] == pytest.approx(12.5**0.5)
+    # hermes AUC: the NaN of seed 1 is left out -> one value 90, no std
+    assert hermes["auc_mean"] == pytest.approx(90.0) and math.isnan(hermes["auc_std"])
+    table = compare.format_table(rows)
+    assert "| 20 | hermes | 2 | 85.00 ± 7.07 | 42.50 ± 3.54 | 50.00 ± 0.00 | 90.00 |" in table
+    assert "| 20 | **hermes - suponly** | 2 | +12.50 ± 3.54 |" in table
+
+
+def test_mean_curves_average_seeds_per_iteration() -> None:
+    records = [
+        {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": [[10, 0.2], [20, 0.4]]}},
+        {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": [[10, 0.4], [20, 0.6]]}},
+        {"method": "suponly", "budget": 4, "curves": {"val_mean_dice": [[10, 0.1]]}},
+    ]
+    curves = compare.mean_curves(records, "val_mean_dice")
+    # (0.2 + 0.4) / 2 = 0.3 at 10, (0.4 + 0.6) / 2 = 0.5 at 20
+    assert curves[(4, "hermes")] == [(10, pytest.approx(0.3)), (20, pytest.approx(0.5))]
+    assert curves[(4, "suponly")] == [(10, pytest.approx(0.1))]
+
+
+def test_plan_rejects_ambiguous_overrides(tmp_path: Path) -> None:
+    configs = compare.DEFAULT_CONFIG_DIR
+    args = (["suponly"], [4], [0], _fake_splits(), None, configs)
+    with pytest.raises(ValueError, match="driver sets"):
+        compare.plan_runs(*args, {"seed": 3}, tmp_path)
+    with pytest.raises(ValueError, match="suponly"):  # supervised_only.yaml sets semi_supervised
+        compare.plan_runs(*args, {"semi_supervised": True}, tmp_path)
+    with pytest.raises(ValueError, match="no_attention"):
+        compare.plan_runs(["no_attention"], *args[1:], {"use_attention": True}, tmp_path)
+    specs = compare.plan_runs(["hermes", "no_consistency"], *args[1:], {"max_epochs": 2}, tmp_path)
+    hermes, ablation = specs
+    assert hermes.datalist == ablation.datalist  # same labeled subset for every method
+    assert ablation.overrides["use_consistency"] is False and ablation.overrides["max_epochs"] == 2
+    assert hermes.overrides["seed"] == 0 and hermes.overrides["run_name"] == "hermes_n4_s0"
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "cmp"
+    results = compare.main(_argv(out))
+
+    # derived datalist: 4 labeled (2 per class) drawn from the 8 labeled, the other 4 now unlabeled
+    derived = json.loads((out / "splits" / "n4_s0.json").read_text())
+    source = json.loads((out / "data" / "datalist.json").read_text())
+    assert sorted(e["class"] for e in derived["labeled"]) == [0, 0, 1, 1]
+    assert len(derived["unlabeled"]) == 2 + 4
+    split_images = {
+        s: {e["image"] for e in derived[s]} for s in ("labeled", "unlabeled", "validation", "test")
+    }
+    for a in split_images:
+        for b in split_images:
+            assert a == b or not split_images[a] & split_images[b], (a, b)
+        assert all(Path(p).is_absolute() and Path(p).is_file() for p in split_images[a])
+    source_labeled = {str((out / "data" / e["image"]).resolve()) for e in source["labeled"]}
+    assert split_images["labeled"] < source_labeled
+    assert source_labeled - split_images["labeled"] <= split_images["unlabeled"]
+    assert len(derived["test"]) == 4 and len(derived["validation"]) == 2
+
+    runs = {r["method"]: r for r in results["runs"]}
+    assert set(runs) == {"hermes", "suponly"}
+    assert runs["hermes"]["datalist"] == runs["suponly"]["datalist"]
+    for r in runs.values():
+        assert r["metrics"]["num_images"] == 4 and 0.0 <= r["metrics"]["dice"] <= 1.0
+        assert [x for x, _ in r["curves"]["val_mean_dice"]] == [1]  # epoch 1 x epoch_length 1
+        assert [x for x, _ in r["curves"]["val_accuracy"]] == [1]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in on_disk["runs"]] == ["hermes_n4_s0", "suponly_n4_s0"]
+    table = (out / "table.md").read_text()
+    for name in ("| 4 | hermes | 1 |", "| 4 | suponly | 1 |", "**hermes - suponly**"):
+        assert name in table
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for method in ("hermes", "suponly"):  # evaluated weights kept, resumable training checkpoints pruned
+        models = out / "runs" / f"{method}_n4_s0" / "models"
+        assert sorted(p.name for p in models.iterdir()) == ["model.pt"]
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
+    exp = client.get_experiment_by_name("compare")
+    tracked = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.run_name for r in tracked) == ["hermes_n4_s0", "suponly_n4_s0"]
+    for r in tracked:
+        assert "test_dice" in r.data.metrics and "val_mean_dice" in r.data.metrics
+        assert r.data.params["compare_budget"] == "4"
+
+    # resumable: nothing is retrained on a second call
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr("monai.bundle.run", no_training)
+    again = compare.main(_argv(out))
+    assert compare.format_table(again["summary"]) == compare.format_table(results["summary"])
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
+    # a different configuration in the same output folder is refused, not silently re-used
+    with pytest.raises(RuntimeError, match="different configuration"):
+        compare.main(_argv(out, max_epochs=2))

@@ -1,0 +1,120 @@
+"""HermesTrainer: one iteration's outputs, both branches updated, SupOnly mode, warm-up, loader cycling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hermes_monai.engines import LOSS_TERMS, MONITOR_KEYS, HermesTrainer, loggable_output
+from hermes_monai.losses import ImageContrastLoss, PixelContrastLoss
+from hermes_monai.networks import HermesNet
+
+SIZE = 32
+
+
+def _labeled(n_batches: int, bs: int = 2) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(n_batches):
+        label = torch.zeros(bs, 1, SIZE, SIZE)
+        label[:, :, 8:24, 8:24] = 1
+        image = torch.rand(bs, 1, SIZE, SIZE, generator=g) * 0.3 + 0.5 * (1 - label)
+        out.append({"image": image, "label": label, "class": torch.arange(bs) % 2})
+    return out
+
+
+def _unlabeled(n_batches: int, bs: int = 2) -> list[dict]:
+    return [{"image": b["image"]} for b in _labeled(n_batches, bs)]
+
+
+def _trainer(unlabeled: list | None, epoch_length: int = 2, max_epochs: int = 1, **kw) -> HermesTrainer:
+    torch.manual_seed(0)
+    net = HermesNet(encoder="resnet18", decoder_channels=(32, 16, 16, 8))
+    groups = net.parameter_groups()
+    return HermesTrainer(
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=_labeled(1),
+        unlabeled_data_loader=unlabeled,
+        epoch_length=epoch_length,
+        network=net,
+        seg_optimizer=torch.optim.Adam(groups["seg"], lr=1e-3),
+        cls_optimizer=torch.optim.SGD(groups["cls"], lr=1e-2, momentum=0.9),
+        image_contrast=ImageContrastLoss(bank_size=16),
+        pixel_contrast=PixelContrastLoss(min_pixels=2, max_per_group=4, bank_size=32),
+        **kw,
+    )
+
+
+def test_iteration_outputs_every_term_and_updates_both_branches() -> None:
+    trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=1)
+    before = {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}
+    trainer.run()
+    out = trainer.state.output
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    for key in (*LOSS_TERMS, *MONITOR_KEYS):
+        assert key in out and math.isfinite(out[key]), key
+    assert 0.0 <= out["select_rate_pixel"] <= 1.0
+    assert out["loss_contrast_seg"] > 0  # pixel anchors exist (square lesion, min_pixels=2)
+    after = trainer.network.state_dict()
+    changed = {
+        k.split(".")[0] for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])
+    }
+    assert changed == {"seg", "cls"}
+    assert set(loggable_output(out)) >= set(LOSS_TERMS)
+
+
+def test_loss_is_the_weighted_sum_of_its_terms() -> None:
+    trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=1)
+    trainer.run()
+    o = trainer.state.output
+    w = trainer.weights
+    cls = w["cls_total"] * (
+        o["loss_cls_l"] + w["cls_unsup"] * o["loss_cls_u"] + w["cls_contrast"] * o["loss_contrast_cls"]
+    )
+    seg = (
+        w["seg_total"]
+        * (o["loss_seg_l"] + w["seg_unsup"] * o["loss_seg_u"] + w["seg_contrast"] * o["loss_contrast_seg"])
+        + o["itc_weight"] * o["loss_itc"]
+    )
+    assert o["loss_cls"] == pytest.approx(cls, rel=1e-5)
+    assert o["loss_seg"] == pytest.approx(seg, rel=1e-5)
+    assert float(o["loss"]) == pytest.approx(cls + seg, rel=1e-5)
+
+
+def test_contrast_terms_wait_for_warmup() -> None:
+    trainer = _trainer(_unlabeled(1), contrast_warmup=5, epoch_length=1)
+    trainer.run()
+    assert trainer.state.output["loss_contrast_seg"] == 0.0
+    assert trainer.state.output["loss_contrast_cls"] == 0.0
+
+
+def test_supervised_only_has_no_unlabeled_terms() -> None:
+    trainer = _trainer(None, use_consistency=False, epoch_length=1)
+    trainer.run()
+    out = trainer.state.output
+    assert out["loss_seg_u"] == out["loss_cls_u"] == out["loss_contrast_seg"] == 0.0
+    assert "select_rate_image" not in out
+    assert float(out["loss"]) == pytest.approx(
+        trainer.weights["cls_total"] * out["loss_cls_l"] + trainer.weights["seg_total"] * out["loss_seg_l"],
+        rel=1e-5,
+    )
+
+
+def test_smaller_unlabeled_loader_is_cycled() -> None:
+    trainer = _trainer(_unlabeled(1), epoch_length=3, max_epochs=1)  # 3 iterations, 1 unlabeled batch
+    trainer.run()
+    assert trainer.state.iteration == 3
+
+
+def test_unknown_loss_weight_is_rejected() -> None:
+    with pytest.raises(ValueError, match="seg_contrastt"):
+        _trainer(None, weights={"seg_contrastt": 1.0})
+
+
+def test_empty_unlabeled_loader_fails_clearly() -> None:
+    trainer = _trainer([], epoch_length=1)
+    with pytest.raises(ValueError, match="unlabeled data loader yields no batch"):
+        trainer.run()
