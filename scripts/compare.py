@@ -640,8 +640,8 @@ def _dataset(
 
         path = Path(resolve_datalist(args.dataset_dir, args.datalist, output_dir / "data")).resolve()
         return path, Path(data_base_dir(args.dataset_dir, path)).resolve()
-    synthetic = _config_value([str(config_dir / "train.yaml")], user, "synthetic")
-    path = ensure_synthetic_dataset(output_dir / "data", seed=args.data_seed, **synthetic).resolve()
+    synthetic = {**_config_value([str(config_dir / "train.yaml")], user, "synthetic"), "seed": args.data_seed}
+    path = ensure_synthetic_dataset(output_dir / "data", **synthetic).resolve()
     return path, path.parent
 
 
