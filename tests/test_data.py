@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
@@ -18,7 +19,7 @@ from hermes_monai.data.synthetic import (
     generate_synthetic_dataset,
     render_case,
 )
-from hermes_monai.data.transforms import LoadUltrasoundd, eval_transforms, read_ultrasound, train_transforms
+from hermes_monai.data.transforms import LoadUltrasoundd, read_ultrasound
 
 SMALL = {"num_labeled": 6, "num_unlabeled": 8, "num_validation": 4, "num_test": 4, "image_size": 64}
 
@@ -345,13 +346,21 @@ def test_mask_size_mismatch(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _bundle_pipeline(section: str, image_size: int):
+    """The bundle's own ``<section>#preprocessing`` from train.yaml (the one place pipelines are defined)."""
+    parser = ConfigParser()
+    parser.read_config(str(Path(__file__).resolve().parents[1] / "bundle" / "configs" / "train.yaml"))
+    parser["image_size"] = image_size
+    return parser.get_parsed_content(f"{section}#preprocessing")
+
+
 def test_train_transforms_keep_image_and_mask_aligned(tmp_path: Path) -> None:
     mask = np.zeros((40, 50), dtype=np.uint8)
     mask[5:20, 8:30] = 255  # off-centre rectangle so every flip / rotation moves it
     Image.fromarray(mask).save(tmp_path / "m.png")
     Image.fromarray(mask).save(tmp_path / "i.png")  # image bright exactly where the lesion is
     item = {"image": str(tmp_path / "i.png"), "label": str(tmp_path / "m.png"), "class": 1}
-    pipeline = train_transforms(32, labeled=True)
+    pipeline = _bundle_pipeline("train", 32)
     pipeline.set_random_state(seed=0)
     moved = 0
     for _ in range(8):
@@ -361,20 +370,18 @@ def test_train_transforms_keep_image_and_mask_aligned(tmp_path: Path) -> None:
         assert set(torch.unique(lab).tolist()) <= {0.0, 1.0}
         assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0 + 1e-6
         assert float(((img > 0.5).float() == lab).float().mean()) > 0.95
-        assert out["class"].dtype == torch.long and int(out["class"]) == 1
+        assert int(out["class"]) == 1
         moved += int(lab[0, :16, :16].sum() < 0.5 * lab.sum())  # lesion left the top-left quadrant
     assert moved > 0  # the random geometry actually did something
 
-    unlabeled = train_transforms(32, labeled=False)({"image": str(tmp_path / "i.png")})
+    unlabeled = pipeline({"image": str(tmp_path / "i.png")})
     assert set(unlabeled) == {"image"} and unlabeled["image"].shape == (1, 32, 32)
 
 
 def test_eval_transforms_resize_with_and_without_label(synth: Path) -> None:
     entry = load_datalist(synth, "test")[0]
-    out = eval_transforms(48)(entry)
+    pipeline = _bundle_pipeline("validate", 48)
+    out = pipeline(entry)
     assert out["image"].shape == out["label"].shape == (1, 48, 48)
     assert set(torch.unique(out["label"]).tolist()) == {0.0, 1.0}
-    assert out["class"].dtype == torch.long
     assert out["image"].meta["filename_or_obj"] == entry["image"]
-    image_only = eval_transforms(48)({"image": entry["image"]})
-    assert set(image_only) == {"image"}

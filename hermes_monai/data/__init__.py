@@ -12,7 +12,7 @@ from hermes_monai.data.augment import StrongAugment
 from hermes_monai.data.datalist import check_disjoint, load_datalist, write_datalist
 from hermes_monai.data.prepare import data_base_dir, resolve_datalist
 from hermes_monai.data.synthetic import CLASS_NAMES, ensure_synthetic_dataset, generate_synthetic_dataset
-from hermes_monai.data.transforms import LoadUltrasoundd, eval_transforms, read_ultrasound, train_transforms
+from hermes_monai.data.transforms import LoadUltrasoundd, read_ultrasound
 
 __all__ = [
     "CLASS_NAMES",
@@ -21,11 +21,9 @@ __all__ = [
     "check_disjoint",
     "data_base_dir",
     "ensure_synthetic_dataset",
-    "eval_transforms",
     "generate_synthetic_dataset",
     "load_datalist",
     "read_ultrasound",
     "resolve_datalist",
-    "train_transforms",
     "write_datalist",
 ]

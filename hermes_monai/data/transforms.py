@@ -1,12 +1,12 @@
-"""Loading ultrasound images / masks as MONAI dictionary data, and reference transform pipelines.
+"""Loading ultrasound images / masks as MONAI dictionary data.
 
 :class:`LoadUltrasoundd` reads PNG / JPEG / BMP / TIFF (Pillow) and DICOM (pydicom) into a
 channel-first float32 :class:`monai.data.MetaTensor` of shape (1, H, W), rows = the first
 spatial dim (the array as displayed), with ``meta["filename_or_obj"]`` set so later handlers can
 name the file. Images are scaled to [0, 1]; masks become {0, 1}.
 
-The bundle builds its pipelines in YAML from MONAI transforms; :func:`train_transforms` and
-:func:`eval_transforms` are the same pipelines in Python for tests and scripts.
+The pipelines themselves (resize, weak-view geometry) are MONAI transforms listed in the bundle's
+YAML (``train#preprocessing``, ``validate#preprocessing``), the one place they are defined.
 
 Choices where the spec is silent:
 
@@ -36,7 +36,7 @@ Choices where the spec is silent:
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +44,15 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MapTransform,
-    RandFlipd,
-    RandRotate90d,
-    RandRotated,
-    Resized,
-)
+from monai.transforms import MapTransform
 from PIL import Image, ImageOps
 
-__all__ = ["LoadUltrasoundd", "read_ultrasound", "train_transforms", "eval_transforms"]
+__all__ = ["LoadUltrasoundd", "read_ultrasound"]
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".webp"})
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
-ROTATION_RANGE_RAD = float(np.deg2rad(20.0))
 
 
 class _DecodeError(Exception):
@@ -247,49 +238,3 @@ class LoadUltrasoundd(MapTransform):
                 f"{img.meta['filename_or_obj']} has size {tuple(img.shape[1:])}"
             )
         return d
-
-
-def _resize_and_types(image_size: int, keys: Sequence[str], missing: bool) -> list:
-    """Resize (image: bilinear + anti-aliasing, mask: nearest-exact) and final dtype transforms."""
-    modes = ("bilinear", "nearest-exact")[: len(keys)]
-    anti_aliasing = (True, False)[: len(keys)]
-    size = (image_size, image_size)
-    return [
-        Resized(keys, spatial_size=size, mode=modes, anti_aliasing=anti_aliasing, allow_missing_keys=missing),
-        EnsureTyped(keys, dtype=torch.float32, allow_missing_keys=missing),
-        EnsureTyped("class", dtype=torch.long, track_meta=False, allow_missing_keys=True),
-    ]
-
-
-def train_transforms(image_size: int, labeled: bool) -> Compose:
-    """Training pipeline (weak view): load, resize, random rot90 / flips / rotation +-20 deg.
-
-    Labeled items need ``"image"`` and ``"label"``; unlabeled items have only ``"image"``.
-    Output: ``image`` (1, S, S) float32 in [0, 1]; ``label`` (1, S, S) float32 {0, 1};
-    ``class`` a long scalar tensor when present.
-    """
-    keys = ["image", "label"] if labeled else ["image"]
-    resize, *types = _resize_and_types(image_size, keys, missing=False)
-    rotate_modes = ("bilinear", "nearest")[: len(keys)]
-    return Compose(
-        [
-            LoadUltrasoundd(keys=keys, allow_missing_keys=False),
-            resize,
-            RandRotate90d(keys, prob=0.5, max_k=3, spatial_axes=(0, 1)),
-            RandFlipd(keys, prob=0.5, spatial_axis=0),
-            RandFlipd(keys, prob=0.5, spatial_axis=1),
-            RandRotated(keys, range_x=ROTATION_RANGE_RAD, prob=0.5, mode=rotate_modes, padding_mode="zeros"),
-            *types,
-        ]
-    )
-
-
-def eval_transforms(image_size: int) -> Compose:
-    """Evaluation pipeline: load, resize to (image_size, image_size), ensure types; ``label`` optional."""
-    keys = ["image", "label"]
-    return Compose(
-        [
-            LoadUltrasoundd(keys=keys, allow_missing_keys=True),
-            *_resize_and_types(image_size, keys, missing=True),
-        ]
-    )

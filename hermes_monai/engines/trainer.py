@@ -28,8 +28,8 @@ losses are computed: the SupOnly baseline.
 ``output_transform=hermes_monai.engines.loggable_output``.
 
 Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
-(``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``contrast``,
-``backward``, ``optimizer``) so a profiler run (``scripts/benchmark.py``) can break a step down.
+(``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``losses``,
+``contrast``, ``backward``, ``optimizer``) so a profiler run (``scripts/benchmark.py``) can break a step down.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents
+from monai.engines.workflow import Workflow
 from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
 from torch.profiler import record_function
@@ -200,6 +201,13 @@ class HermesTrainer(Trainer):
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._unlabeled_iter: Iterator | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+
+    def run(self) -> None:
+        """Run training. A gradient scaler is made only for float16 autocast (bf16 needs none)."""
+        dtype = (self.amp_kwargs or {}).get("dtype", torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and dtype == torch.float16 else None
+        Workflow.run(self)
 
     # ------------------------------------------------------------------ helpers
     def _next_unlabeled(self) -> torch.Tensor:
@@ -260,15 +268,17 @@ class HermesTrainer(Trainer):
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             n_l = x_l.shape[0]
             lab = {k: v[:n_l] for k, v in pred.items()}
-            loss_seg_l = engine.seg_sup_loss(lab["seg_logits"], y_seg)
-            loss_cls_l = F.cross_entropy(lab["cls_logits"], y_cls)
+            with record_function("hermes::losses"):
+                loss_seg_l = engine.seg_sup_loss(lab["seg_logits"], y_seg)
+                loss_cls_l = F.cross_entropy(lab["cls_logits"], y_cls)
             zero = loss_seg_l.new_zeros(())
             loss_seg_u = loss_cls_u = loss_c_cls = loss_c_seg = loss_itc = zero
             itc_w = 0.0
             if semi:
                 unl = {k: v[n_l:] for k, v in pred.items()}
-                loss_cls_u = masked_cross_entropy(unl["cls_logits"], sel_img.pseudo_label, sel_img.mask)
-                loss_seg_u = engine.seg_unsup_loss(unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask)
+                with record_function("hermes::losses"):
+                    loss_cls_u = masked_cross_entropy(unl["cls_logits"], sel_img.pseudo_label, sel_img.mask)
+                    loss_seg_u = engine.seg_unsup_loss(unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask)
                 if t >= engine.contrast_warmup:
                     with record_function("hermes::contrast"):
                         if engine.image_contrast is not None:
@@ -302,7 +312,7 @@ class HermesTrainer(Trainer):
 
         engine.seg_optimizer.zero_grad(set_to_none=True)
         engine.cls_optimizer.zero_grad(set_to_none=True)
-        scaler = engine.scaler if engine.amp else None
+        scaler = engine.scaler
         with record_function("hermes::backward"):
             (scaler.scale(loss) if scaler is not None else loss).backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)

@@ -1,0 +1,1199 @@
+"""Speed and memory benchmark of Hermes training and inference, in one process, one run.
+
+Run from the repository root::
+
+    python scripts/benchmark.py                       # full run (paper presets: minutes per config)
+    python scripts/benchmark.py --quick               # smoke run: 64x64, batch 2+2, < 1 min on 2 cores
+    python scripts/benchmark.py --configs cpu_full --warmup 1 --iters 3 --output /tmp/bench.json
+
+What is measured (see docs/benchmarks.md for every JSON field and the targets):
+
+1. **Matmul peak**: the best float32 ``torch.mm`` rate (GFLOP/s, ``2 n^3`` FLOPs per product) on
+   square matrices after warm-up, with ``torch.get_num_threads()`` threads. Every "fraction of peak"
+   below is relative to this number, so the comparison is with what *this* machine can do.
+2. **Training step** of each configuration (:data:`STEP_CONFIGS`), built from the bundle config
+   (``bundle/configs/train.yaml``, plus ``paper.yaml`` for the paper preset when that file exists) with
+   :class:`monai.bundle.ConfigParser` and a few overrides, so network, optimisers, selectors,
+   contrastive losses and loss weights are exactly those a bundle run gets. Only the data is replaced:
+   in-memory synthetic batches (``image`` (B,1,S,S) in [0, 1] with a bright disc, ``label`` the disc,
+   ``class`` (B,)). One step is one call of the trainer's ignite process function
+   (``HermesTrainer._iteration``), i.e. teacher pass, strong view, selection, student pass, all losses,
+   backward and both optimiser steps. Reported: median seconds/step after warm-up, samples/s (labeled +
+   unlabeled), FLOPs of one separate un-timed step, achieved GFLOP/s (= FLOPs / median) and its
+   fraction of the matmul peak, peak memory, and a per-phase breakdown from one extra step under
+   ``torch.profiler`` (the ``hermes::*`` ``record_function`` scopes of the trainer).
+3. **Inference**: the network in eval mode under ``torch.no_grad()`` (not ``inference_mode``: the
+   saliency map needs autograd internally): median latency of one image, images/s at batch 8, FLOPs of
+   one image and ``latency / (FLOPs / matmul peak)`` (1.0 = the network runs at matmul peak).
+4. **Data pipeline**: images/s of the bundle's ``train#preprocessing`` (MONAI transforms) over a small
+   generated synthetic dataset with a MONAI ``DataLoader`` (no caching: the worst case; the bundle caches
+   the deterministic load + resize), compared with the samples/s the training step consumes.
+5. **bf16 variants**: where bf16 runs natively (any GPU; a CPU whose oneDNN has bf16 kernels, i.e.
+   AVX512-BF16/AMX) every step and inference measurement is repeated with bf16 autocast (the trainer's
+   ``amp=True, amp_kwargs={"dtype": torch.bfloat16}``), and on a GPU also with bf16 + channels_last; the
+   bf16 matmul peak is measured too, and each variant's fraction of peak is against the bf16 peak.
+
+How to read it: the step time is what one training iteration costs; the phase table says where it goes
+(``unattributed`` = loss computation and glue outside the scopes). ``fraction_of_matmul_peak`` near 1
+means the step is compute-bound and efficient; a low value points at memory-bound or Python-bound work.
+FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` formulas (matmul, conv, their
+backward): element-wise work counts zero, so the FLOPs are a lower bound of the real work and the
+achieved rate is a rate of *useful* (matmul/conv) work.
+
+Choices where the brief/spec is silent:
+
+- The schedules are put "late in training": the trainer's iteration counter starts at
+  ``late_fraction`` (0.9) of ``T = max_epochs x epoch_length`` (the bundle's T), so the entropy bar
+  ``gamma(t)`` is near 1 and the consistency weight is on; ``contrast_warmup`` is 0 so both contrastive
+  terms run. The memory banks are pre-filled with random unit vectors, as they are full after warm-up in
+  a real run, so the contrastive terms pay their full bank size. Weights are random (no checkpoint), so
+  pseudo-label selection rates differ from a trained model's; the anchor count of the pixel contrast is
+  capped (``max_anchors``), which bounds that effect. The rates are recorded in the JSON.
+- The trainer is driven by calling its process function directly (no ignite loop, no handlers: LR
+  schedulers, logging and checkpointing are per-iteration bookkeeping, not part of the step). The GradScaler
+  is set as ``HermesTrainer.run`` sets it (only for float16 autocast; bf16 needs none).
+- Seeding mirrors the bundle's ``initialize`` (``monai.utils.set_determinism(seed)``), which on GPU also
+  makes cuDNN deterministic (no autotuning), as in a user's bundle run.
+- Peak memory per configuration: CPU peak RSS of the whole process (VmHWM, reset by writing ``5`` to
+  ``/proc/self/clear_refs`` before the configuration is built; a 5 ms sampling thread where that file is not
+  writable), so it includes the ~0.5 GB of imported libraries; ``baseline_rss_bytes`` is the RSS at the
+  start. Between configurations the previous one's objects are released with one ``gc.collect()`` (ignite
+  engines hold reference cycles) and ``malloc_trim`` (glibc), never inside a timed step.
+  On GPU, ``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` as well.
+- FLOPs use ``FlopCounterMode`` with its per-module tracker replaced by a global-only one: the module
+  tracker's backward hooks fail inside the saliency map's ``torch.autograd.grad``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import datetime as _dt
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "bundle" / "configs"
+TRAIN_CONFIG = CONFIG_DIR / "train.yaml"
+PAPER_CONFIG = CONFIG_DIR / "paper.yaml"
+SCHEMA_VERSION = 1
+GB = 1e9
+
+#: Phases of one training step, as named in the trainer's ``record_function("hermes::<phase>")`` scopes.
+PHASES = (
+    "strong_view",
+    "forward_teacher",
+    "pseudo_labels",
+    "forward_student",
+    "losses",
+    "contrast",
+    "backward",
+    "optimizer",
+)
+
+#: Presets: "cpu" is the bundle default (train.yaml), "paper" adds bundle/configs/paper.yaml.
+PRESETS = ("paper", "cpu")
+
+_ALL_TERMS_ON = {
+    "semi_supervised": True,
+    "use_image_contrast": True,
+    "use_pixel_contrast": True,
+    "use_consistency": True,
+    "contrast_warmup": 0,
+}
+
+#: Step configurations: (preset, overrides). ``paper_method_equal`` matches the public reference code.
+STEP_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper_method_equal": ("paper", {**_ALL_TERMS_ON, "use_attention": False, "use_saliency": False}),
+    "paper_full": ("paper", {**_ALL_TERMS_ON, "use_attention": True, "use_saliency": True}),
+    "cpu_full": ("cpu", {**_ALL_TERMS_ON, "use_attention": True, "use_saliency": True}),
+}
+
+#: Inference networks of each preset: all IAS switches on, as deployed.
+INFERENCE_OVERRIDES: dict[str, Any] = {"use_attention": True, "use_saliency": True}
+
+#: Reference implementation on 2 CPU cores (brief, issue 3): seconds per iteration and peak RSS.
+REFERENCE_STEP_SECONDS = 55.0
+REFERENCE_PEAK_RSS_GB = 10.8
+
+QUICK_OVERRIDES: dict[str, Any] = {"image_size": 64, "labeled_batch_size": 2, "unlabeled_batch_size": 2}
+
+
+@dataclasses.dataclass
+class Options:
+    """Everything a benchmark run depends on (the CLI fills it; tests build small ones)."""
+
+    configs: tuple[str, ...] = tuple(STEP_CONFIGS)
+    inference_presets: tuple[str, ...] | None = None  # None: the presets of ``configs``
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    warmup: int = 1
+    iters: int = 3
+    seed: int = 0
+    late_fraction: float = 0.9
+    extra_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    matmul_sizes: tuple[int, ...] = (2048, 4096)
+    matmul_repeats: int = 3
+    inference_batch: int = 8
+    pipeline_labeled: int = 16
+    pipeline_unlabeled: int = 48
+    pipeline_image_size: int = 128
+    pipeline_workers: tuple[int | None, ...] = (None, 2)  # None: the configured num_workers
+    pipeline_passes: int = 2
+    variants: bool = True
+    mode: str = "full"
+
+
+def quick_options(**changes: Any) -> Options:
+    """The ``--quick`` smoke settings: 64x64, batch 2+2, 1 warm-up + 2 timed iterations, small matmuls."""
+    base = Options(
+        warmup=1,
+        iters=2,
+        extra_overrides=dict(QUICK_OVERRIDES),
+        matmul_sizes=(256, 512),
+        matmul_repeats=3,
+        inference_batch=4,
+        pipeline_labeled=8,
+        pipeline_unlabeled=8,
+        pipeline_image_size=64,
+        pipeline_workers=(None,),
+        pipeline_passes=1,
+        mode="quick",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    """Seed torch / numpy / random the way the bundle's ``initialize`` does."""
+    from monai.utils import set_determinism
+
+    set_determinism(seed=seed)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so wall-clock timings cover it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], warmup: int, iters: int, device: torch.device) -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``iters`` times timed; return the timed seconds."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarize_times(times: Sequence[float]) -> dict[str, Any]:
+    """Median / min / max / all of a list of seconds."""
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "all": list(times),
+    }
+
+
+def matmul_flops(n: int) -> int:
+    """FLOPs of one (n x n) @ (n x n) product: n^2 outputs x n multiply-adds x 2."""
+    return 2 * n**3
+
+
+def release_memory() -> None:
+    """Free the previous configuration's objects and return freed heap to the OS (between configs only)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (temporary file + ``os.replace``)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Versions, CPU model, threads and (on GPU) the GPU name of this run."""
+    import monai
+
+    info: dict[str, Any] = {
+        "device": str(device),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "monai_version": monai.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu_name"] = torch.cuda.get_device_name(device)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def measure_matmul_peak(
+    sizes: Sequence[int],
+    repeats: int,
+    device: torch.device,
+    warmup: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, Any]:
+    """Best ``torch.mm`` rate over square sizes (float32 unless ``dtype`` says otherwise).
+
+    Returns:
+        ``{"gflops": best GFLOP/s, "by_size": {str(n): GFLOP/s}, "threads": int, "dtype": str, "repeats"}``.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    by_size: dict[str, float] = {}
+    for n in sizes:
+        a = torch.rand(n, n, generator=gen).to(device, dtype)
+        b = torch.rand(n, n, generator=gen).to(device, dtype)
+        out = torch.empty(n, n, device=device, dtype=dtype)
+        times = median_seconds(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), warmup, repeats, device)
+        by_size[str(n)] = matmul_flops(n) / min(times) / 1e9
+        del a, b, out
+    return {
+        "gflops": max(by_size.values()),
+        "by_size": by_size,
+        "threads": torch.get_num_threads(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "repeats": repeats,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes, or None without procfs."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def current_rss() -> int | None:
+    """Resident set size of this process in bytes (None without procfs)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_rss_high_water_mark() -> bool:
+    """Reset VmHWM by writing ``5`` to /proc/self/clear_refs; True when the reset took effect."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    hwm, rss = _proc_status_bytes("VmHWM"), _proc_status_bytes("VmRSS")
+    # after a reset the high-water mark is the current RSS (allow for pages touched in between)
+    return hwm is not None and rss is not None and hwm <= rss + 64 * 2**20
+
+
+class PeakMemory:
+    """Context manager measuring the peak memory of a block of work.
+
+    CPU: process peak RSS (VmHWM after a reset, else a sampling thread, else the lifetime
+    ``ru_maxrss``). CUDA: also the caching allocator's peak allocated / reserved bytes.
+    """
+
+    def __init__(self, device: torch.device, sample_interval: float = 0.005) -> None:
+        self.device = device
+        self.sample_interval = sample_interval
+        self.method = ""
+        self.baseline_rss: int | None = None
+        self.peak_rss: int | None = None
+        self.peak_cuda_allocated: int | None = None
+        self.peak_cuda_reserved: int | None = None
+        self._sampled = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._sampled = max(self._sampled, current_rss() or 0)
+            self._stop.wait(self.sample_interval)
+
+    def __enter__(self) -> PeakMemory:
+        self.baseline_rss = current_rss()
+        if reset_rss_high_water_mark():
+            self.method = "clear_refs+VmHWM"
+        elif self.baseline_rss is not None:
+            self.method = "sampling"
+            self._sampled = self.baseline_rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        else:
+            self.method = "ru_maxrss (process lifetime, not reset)"
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_cuda_allocated = torch.cuda.max_memory_allocated(self.device)
+            self.peak_cuda_reserved = torch.cuda.max_memory_reserved(self.device)
+        if self.method.startswith("clear_refs"):
+            self.peak_rss = _proc_status_bytes("VmHWM")
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_rss = max(self._sampled, current_rss() or 0)
+        else:
+            self.peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (bytes, plus GB for reading)."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "peak_rss_bytes": self.peak_rss,
+            "peak_rss_gb": None if self.peak_rss is None else self.peak_rss / GB,
+            "baseline_rss_bytes": self.baseline_rss,
+        }
+        if self.peak_cuda_allocated is not None:
+            out["peak_cuda_allocated_bytes"] = self.peak_cuda_allocated
+            out["peak_cuda_allocated_gb"] = self.peak_cuda_allocated / GB
+            out["peak_cuda_reserved_bytes"] = self.peak_cuda_reserved
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+class _GlobalOnlyTracker:
+    """Stand-in for FlopCounterMode's ModuleTracker: attributes every FLOP to "Global", installs no hooks."""
+
+    parents = ("Global",)
+
+    def __enter__(self) -> _GlobalOnlyTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class GlobalFlopCounter(FlopCounterMode):
+    """``FlopCounterMode`` without per-module attribution.
+
+    The stock module tracker registers backward hooks that raise inside ``torch.autograd.grad`` (used by
+    the saliency map), so it is replaced by a tracker that counts everything under ``"Global"``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+        self.mod_tracker = _GlobalOnlyTracker()
+
+    def flops_by_op(self) -> dict[str, int]:
+        """FLOPs per aten op (e.g. ``convolution``, ``convolution_backward``, ``mm``), largest first."""
+        counts = self.get_flop_counts().get("Global", {})
+        named = {str(k).split(".")[-1] if "." in str(k) else str(k): int(v) for k, v in counts.items()}
+        return dict(sorted(named.items(), key=lambda kv: -kv[1]))
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
+    """Run ``fn`` once under :class:`GlobalFlopCounter`; return total FLOPs and FLOPs per op."""
+    with GlobalFlopCounter() as counter:
+        fn()
+    return int(counter.get_total_flops()), counter.flops_by_op()
+
+
+# ---------------------------------------------------------------------------------------------- profiler
+def phase_breakdown(phase_us: Mapping[str, float], step_seconds: float) -> dict[str, dict[str, float]]:
+    """Seconds and fraction of the step per phase, plus ``unattributed`` (the rest of the step).
+
+    Args:
+        phase_us: microseconds per ``hermes::<phase>`` event name (missing phases count 0).
+        step_seconds: wall time of the profiled step.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name in PHASES:
+        sec = float(phase_us.get(f"hermes::{name}", 0.0)) / 1e6
+        out[name] = {"seconds": sec, "fraction": sec / step_seconds if step_seconds > 0 else 0.0}
+    attributed = sum(v["seconds"] for v in out.values())
+    rest = max(step_seconds - attributed, 0.0)
+    out["unattributed"] = {"seconds": rest, "fraction": rest / step_seconds if step_seconds > 0 else 0.0}
+    return out
+
+
+def profile_phases(fn: Callable[[], Any], device: torch.device) -> tuple[float, dict[str, float], str]:
+    """Run ``fn`` once under ``torch.profiler``; sum the time of the ``hermes::*`` scopes.
+
+    Returns:
+        (wall seconds of the profiled call, microseconds per ``hermes::<phase>``, which time it is:
+        ``"cpu"`` = wall time of the CPU range, ``"device"`` = GPU kernel time launched inside the range).
+    """
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        wall = time.perf_counter() - t0
+    kind = "device" if device.type == "cuda" else "cpu"
+    phase_us: dict[str, float] = {}
+    for evt in prof.events():
+        # CPU-side ranges only: on GPU the same name also appears as a device-side annotation.
+        if not evt.name.startswith("hermes::") or evt.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        value = evt.device_time_total if kind == "device" else evt.cpu_time_total
+        phase_us[evt.name] = phase_us.get(evt.name, 0.0) + float(value)
+    return wall, phase_us, kind
+
+
+# ---------------------------------------------------------------------------------------------- bundle
+def config_files(preset: str) -> list[Path]:
+    """The bundle config files of a preset: train.yaml, plus paper.yaml for the paper preset."""
+    return [TRAIN_CONFIG, PAPER_CONFIG] if preset == "paper" else [TRAIN_CONFIG]
+
+
+def make_parser(preset: str, overrides: Mapping[str, Any], device: torch.device) -> Any:
+    """A :class:`monai.bundle.ConfigParser` over the preset's bundle files with ``overrides`` applied."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files(preset)])
+    merged = {
+        "bundle_root": str(REPO / "bundle"),
+        **overrides,
+        "device": f"$torch.device({str(device)!r})",
+    }
+    parser.update(merged)
+    return parser
+
+
+@dataclasses.dataclass
+class StepSetup:
+    """A configured trainer with its in-memory data; ``step()`` runs one training iteration."""
+
+    trainer: Any
+    labeled_batches: list[dict[str, torch.Tensor]]
+    settings: dict[str, Any]
+    device: torch.device
+    _cycle: Any = None
+
+    def step(self) -> None:
+        """One training iteration (the ignite process function), synchronised on GPU."""
+        if self._cycle is None:
+            self._cycle = itertools.cycle(self.labeled_batches)
+        batch = next(self._cycle)
+        state = self.trainer.state
+        state.iteration += 1
+        state.batch = batch
+        state.output = self.trainer._iteration(self.trainer, batch)
+        synchronize(self.device)
+
+
+def synthetic_batches(
+    num_batches: int,
+    batch_size: int,
+    image_size: int,
+    generator: torch.Generator,
+    num_cls_classes: int = 2,
+    labeled: bool = True,
+) -> list[dict[str, torch.Tensor]]:
+    """In-memory batches standing in for the data pipeline's output.
+
+    Each image is a bright disc (radius 25-35 % of the side, so both classes cover > 100 pixels of the
+    1/8-scale embedding grid at 224) on a darker background, plus uniform noise, clipped to [0, 1].
+
+    Returns:
+        ``num_batches`` dicts with ``image`` (B, 1, S, S) float32 in [0, 1] and, when ``labeled``,
+        ``label`` (B, 1, S, S) float {0, 1} (the disc) and ``class`` (B,) long in [0, num_cls_classes).
+    """
+    n = num_batches * batch_size
+    s = image_size
+    centre = 0.35 + 0.3 * torch.rand(n, 2, generator=generator)  # (n, 2), fraction of the side
+    radius = 0.25 + 0.1 * torch.rand(n, generator=generator)  # (n,)
+    coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s  # (S,)
+    dy = coords[None, :, None] - centre[:, 0, None, None]  # (n, S, 1)
+    dx = coords[None, None, :] - centre[:, 1, None, None]  # (n, 1, S)
+    disc = (dy**2 + dx**2 <= radius[:, None, None] ** 2).float()  # (n, S, S)
+    noise = torch.rand(n, s, s, generator=generator)
+    image = (0.2 + 0.5 * disc + 0.3 * noise).clamp(0.0, 1.0)[:, None]  # (n, 1, S, S)
+    classes = torch.randint(0, num_cls_classes, (n,), generator=generator)
+    out = []
+    for b in range(num_batches):
+        sl = slice(b * batch_size, (b + 1) * batch_size)
+        item = {"image": image[sl].contiguous()}
+        if labeled:
+            item["label"] = disc[sl, None].contiguous()
+            item["class"] = classes[sl].contiguous()
+        out.append(item)
+    return out
+
+
+def fill_memory_banks(image_contrast: Any, pixel_contrast: Any, generator: torch.Generator) -> None:
+    """Fill the contrastive memory banks with random unit vectors (as after warm-up in a real run)."""
+    if image_contrast is not None:
+        queue = image_contrast.queue
+        feats = F.normalize(torch.randn(queue.size, queue.dim, generator=generator), dim=1)
+        labels = torch.arange(queue.size) % 2
+        queue.enqueue(feats.to(queue.features.device), labels.to(queue.labels.device))
+    if pixel_contrast is not None:
+        bank = pixel_contrast.bank
+        n = bank.num_classes * bank.size
+        feats = F.normalize(torch.randn(n, bank.dim, generator=generator), dim=1)
+        labels = torch.arange(bank.num_classes).repeat_interleave(bank.size)
+        bank.enqueue(feats.to(bank.bank.device), labels.to(bank.ptr.device))
+
+
+def _to_channels_last(batches: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    return [
+        {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in b.items()}
+        for b in batches
+    ]
+
+
+def build_step(
+    name: str,
+    device: torch.device,
+    extra_overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    late_fraction: float = 0.9,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> StepSetup:
+    """Build the trainer of step configuration ``name`` from the bundle config, fed synthetic batches.
+
+    The network, optimisers, selectors, contrastive losses, loss weights, switches, T and AMP setting
+    come from the parsed bundle config; ``amp_dtype`` turns autocast on with that dtype.
+    """
+    from hermes_monai.engines import HermesTrainer
+
+    preset, overrides = STEP_CONFIGS[name]
+    parser = make_parser(preset, {**overrides, **(extra_overrides or {})}, device)
+    get = parser.get_parsed_content
+    network = get("network")
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    image_contrast, pixel_contrast = get("image_contrast"), get("pixel_contrast")
+    size, n_l, n_u = get("image_size"), get("labeled_batch_size"), get("unlabeled_batch_size")
+    max_epochs, epoch_length = get("max_epochs"), get("epoch_length")
+    gen = torch.Generator().manual_seed(seed)
+    fill_memory_banks(image_contrast, pixel_contrast, gen)
+    labeled = synthetic_batches(2, n_l, size, gen, get("num_cls_classes"), labeled=True)
+    unlabeled = synthetic_batches(2, n_u, size, gen, labeled=False)
+    if channels_last:
+        labeled, unlabeled = _to_channels_last(labeled), _to_channels_last(unlabeled)
+    amp = bool(get("amp")) or amp_dtype is not None
+    trainer = HermesTrainer(
+        device=device,
+        max_epochs=max_epochs,
+        epoch_length=epoch_length,
+        train_data_loader=labeled,
+        unlabeled_data_loader=unlabeled if get("semi_supervised") else None,
+        network=network,
+        seg_optimizer=get("seg_optimizer"),
+        cls_optimizer=get("cls_optimizer"),
+        num_seg_classes=get("num_seg_classes"),
+        num_cls_classes=get("num_cls_classes"),
+        image_selector=get("image_selector").to(device),
+        pixel_selector=get("pixel_selector").to(device),
+        image_contrast=image_contrast,
+        pixel_contrast=pixel_contrast,
+        use_consistency=get("use_consistency"),
+        contrast_warmup=get("contrast_warmup"),
+        weights=get("loss_weights"),
+        seed=get("seed"),
+        amp=amp,
+        amp_kwargs={"dtype": amp_dtype} if amp_dtype is not None else None,
+    )
+    # as monai.engines.Trainer.run does before the loop
+    trainer.scaler = torch.amp.GradScaler("cuda") if amp and amp_dtype in (None, torch.float16) else None
+    total = trainer.total_iterations()
+    start = max(int(late_fraction * total), int(get("contrast_warmup")))
+    trainer.state.iteration = start
+    trainer.state.epoch = start // max(int(epoch_length), 1)
+    settings = {
+        "preset": preset,
+        "config_files": [str(f.relative_to(REPO)) for f in config_files(preset)],
+        "overrides": {**overrides, **(extra_overrides or {})},
+        "encoder": get("encoder"),
+        "decoder_channels": list(get("decoder_channels")),
+        "image_size": size,
+        "labeled_batch_size": n_l,
+        "unlabeled_batch_size": n_u,
+        "use_attention": get("use_attention"),
+        "use_saliency": get("use_saliency"),
+        "image_contrast": image_contrast is not None,
+        "pixel_contrast": pixel_contrast is not None,
+        "consistency": get("use_consistency"),
+        "contrast_warmup": get("contrast_warmup"),
+        "total_iterations_T": total,
+        "start_iteration": start,
+        "amp_dtype": None if not amp else str(amp_dtype or "float16"),
+        "channels_last": channels_last,
+        "num_parameters": sum(p.numel() for p in network.parameters()),
+    }
+    return StepSetup(trainer=trainer, labeled_batches=labeled, settings=settings, device=device)
+
+
+# ---------------------------------------------------------------------------------------------- step
+def benchmark_step(
+    name: str,
+    opts: Options,
+    peak_gflops: float,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Time, count and profile the training step of configuration ``name`` (one variant)."""
+    device = torch.device(opts.device)
+    release_memory()
+    seed_everything(opts.seed)
+    with PeakMemory(device) as mem:
+        setup = build_step(
+            name, device, opts.extra_overrides, opts.seed, opts.late_fraction, amp_dtype, channels_last
+        )
+        times = median_seconds(setup.step, opts.warmup, opts.iters, device)
+    settings = setup.settings
+    n_samples = settings["labeled_batch_size"] + settings["unlabeled_batch_size"]
+    output = setup.trainer.state.output or {}
+    flops, by_op = count_flops(setup.step)
+    prof_wall, phase_us, phase_kind = profile_phases(setup.step, device)
+    med = statistics.median(times)
+    achieved = flops / med / 1e9
+    result: dict[str, Any] = {
+        "settings": settings,
+        "step_seconds": summarize_times(times),
+        "samples_per_step": n_samples,
+        "samples_per_second": n_samples / med,
+        "flops_per_step": flops,
+        "gflops_per_step": flops / 1e9,
+        "flops_by_op": by_op,
+        "achieved_gflops": achieved,
+        "fraction_of_matmul_peak": achieved / peak_gflops if peak_gflops > 0 else None,
+        "memory": mem.as_dict(),
+        "phases": phase_breakdown(phase_us, prof_wall),
+        "phase_time_kind": phase_kind,
+        "profiled_step_seconds": prof_wall,
+        "profiler_overhead": prof_wall / med - 1.0,
+        "selection_rate_image": output.get("select_rate_image"),
+        "selection_rate_pixel": output.get("select_rate_pixel"),
+        "loss": float(output["loss"]) if "loss" in output else None,
+    }
+    return result
+
+
+def step_targets(name: str, result: Mapping[str, Any], device: torch.device) -> dict[str, dict[str, Any]]:
+    """Targets of issue 3 for a step configuration (calibrated for 2 CPU cores; informational on GPU)."""
+    if name != "paper_method_equal":
+        return {}
+    peak_gb = result["memory"]["peak_rss_gb"]
+    limit_s = 0.6 * REFERENCE_STEP_SECONDS
+    targets = {
+        "step_seconds_max": {"target": limit_s, "value": result["step_seconds"]["median"]},
+        "fraction_of_matmul_peak_min": {"target": 0.85, "value": result["fraction_of_matmul_peak"]},
+        "peak_rss_gb_max": {"target": 8.0, "value": peak_gb},
+    }
+    targets["step_seconds_max"]["met"] = targets["step_seconds_max"]["value"] <= limit_s
+    frac = targets["fraction_of_matmul_peak_min"]["value"]
+    targets["fraction_of_matmul_peak_min"]["met"] = frac is not None and frac >= 0.85
+    targets["peak_rss_gb_max"]["met"] = peak_gb is not None and peak_gb < 8.0
+    if device.type != "cpu":
+        for t in targets.values():
+            t["note"] = "target is defined for 2 CPU cores"
+    return targets
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively: any CUDA device, or a CPU whose oneDNN has bf16 kernels
+    (AVX512-BF16 / AMX, e.g. Sapphire Rapids)."""
+    if device.type == "cuda":
+        return True
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def step_variants(device: torch.device, variants: bool) -> list[tuple[str, torch.dtype | None, bool]]:
+    """(variant name, autocast dtype, channels_last) measured per step configuration: fp32 always; bf16
+    autocast where :func:`bf16_supported`; bf16 + channels_last on a GPU (on CPU channels_last measured
+    slower than the default layout for these networks)."""
+    out: list[tuple[str, torch.dtype | None, bool]] = [("fp32", None, False)]
+    if variants and bf16_supported(device):
+        out.append(("bf16", torch.bfloat16, False))
+        if device.type == "cuda":
+            out.append(("bf16_channels_last", torch.bfloat16, True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- inference
+def benchmark_inference(
+    preset: str,
+    opts: Options,
+    peak_gflops: float,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """Latency (batch 1), throughput (batch ``opts.inference_batch``) and FLOPs of the eval-mode network."""
+    device = torch.device(opts.device)
+    release_memory()
+    seed_everything(opts.seed)
+    with PeakMemory(device) as mem:
+        parser = make_parser(preset, {**INFERENCE_OVERRIDES, **opts.extra_overrides}, device)
+        network = parser.get_parsed_content("network").eval()
+        size = int(parser.get_parsed_content("image_size"))
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        gen = torch.Generator().manual_seed(opts.seed)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        x1 = torch.rand(1, 1, size, size, generator=gen).to(device).contiguous(memory_format=fmt)
+        xb = torch.rand(opts.inference_batch, 1, size, size, generator=gen).to(device)
+        xb = xb.contiguous(memory_format=fmt)
+
+        def infer(x: torch.Tensor) -> None:
+            ctx = (
+                torch.autocast(device_type=device.type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with torch.no_grad(), ctx:
+                network(x)
+            synchronize(device)
+
+        lat = median_seconds(lambda: infer(x1), opts.warmup, max(opts.iters, 1), device)
+        thr = median_seconds(lambda: infer(xb), opts.warmup, max(opts.iters, 1), device)
+    flops, by_op = count_flops(lambda: infer(x1))
+    latency = statistics.median(lat)
+    bound = flops / (peak_gflops * 1e9) if peak_gflops > 0 else float("nan")
+    result = {
+        "settings": {
+            "preset": preset,
+            "config_files": [str(f.relative_to(REPO)) for f in config_files(preset)],
+            "encoder": parser.get_parsed_content("encoder"),
+            "image_size": size,
+            "use_attention": True,
+            "use_saliency": True,
+            "amp_dtype": None if amp_dtype is None else str(amp_dtype),
+            "channels_last": channels_last,
+        },
+        "latency_seconds_batch1": summarize_times(lat),
+        "batch_size": opts.inference_batch,
+        "batch_seconds": summarize_times(thr),
+        "images_per_second": opts.inference_batch / statistics.median(thr),
+        "flops_per_image": flops,
+        "gflops_per_image": flops / 1e9,
+        "flops_by_op": by_op,
+        "flops_over_peak_seconds": bound,
+        "latency_over_flops_bound": latency / bound if bound > 0 else None,
+        "memory": mem.as_dict(),
+    }
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def _timed_pass(loader: Iterable) -> tuple[int, float]:
+    """Images and seconds of one full pass over a loader (iterator creation, i.e. worker start, included)."""
+    t0 = time.perf_counter()
+    n = 0
+    for batch in loader:
+        n += int(batch["image"].shape[0])
+    return n, time.perf_counter() - t0
+
+
+def benchmark_pipeline(preset: str, opts: Options, dataset_dir: Path) -> dict[str, Any]:
+    """Images/s of ``train#preprocessing`` over the synthetic dataset, for each worker count."""
+    from monai.data import DataLoader, Dataset
+
+    from hermes_monai.data import load_datalist
+
+    device = torch.device(opts.device)
+    parser = make_parser(preset, dict(opts.extra_overrides), device)
+    transform = parser.get_parsed_content("train#preprocessing")
+    configured_workers = int(parser.get_parsed_content("num_workers"))
+    n_l = int(parser.get_parsed_content("labeled_batch_size"))
+    n_u = int(parser.get_parsed_content("unlabeled_batch_size"))
+    datalist = dataset_dir / "datalist.json"
+    splits = {
+        "labeled": (load_datalist(datalist, "labeled"), n_l),
+        "unlabeled": (load_datalist(datalist, "unlabeled"), n_u),
+    }
+    by_workers: dict[str, Any] = {}
+    for workers in dict.fromkeys(configured_workers if w is None else w for w in opts.pipeline_workers):
+        seed_everything(opts.seed)
+        loaders = [
+            DataLoader(
+                Dataset(items, transform=transform),
+                batch_size=bs,
+                shuffle=True,
+                drop_last=True,
+                num_workers=workers,
+            )
+            for items, bs in splits.values()
+        ]
+        for loader in loaders:  # warm-up pass: file cache, lazy imports
+            _timed_pass(loader)
+        images, seconds = 0, 0.0
+        for _ in range(opts.pipeline_passes):
+            for loader in loaders:
+                n, s = _timed_pass(loader)
+                images, seconds = images + n, seconds + s
+        by_workers[str(workers)] = {
+            "images": images,
+            "seconds": seconds,
+            "images_per_second": images / seconds,
+        }
+    return {
+        "settings": {
+            "preset": preset,
+            "image_size": int(parser.get_parsed_content("image_size")),
+            "source_image_size": opts.pipeline_image_size,
+            "labeled_images": len(splits["labeled"][0]),
+            "unlabeled_images": len(splits["unlabeled"][0]),
+            "configured_num_workers": configured_workers,
+            "caching": False,
+        },
+        "by_num_workers": by_workers,
+        "configured_images_per_second": by_workers[str(configured_workers)]["images_per_second"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- run
+def _presets_of(configs: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(STEP_CONFIGS[c][0] for c in configs))
+
+
+def run_benchmark(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every measurement of ``opts`` and return the JSON-ready result dict."""
+    unknown = [c for c in opts.configs if c not in STEP_CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown config(s) {unknown}; known: {sorted(STEP_CONFIGS)}")
+    device = torch.device(opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but CUDA is not available")
+    seed_everything(opts.seed)
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "mode": opts.mode,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "options": {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("extra_overrides",)}
+        | {"extra_overrides": dict(opts.extra_overrides)},
+        "machine": machine_info(device),
+    }
+    log(f"matmul peak (sizes {list(opts.matmul_sizes)}) ...")
+    peak = measure_matmul_peak(opts.matmul_sizes, opts.matmul_repeats, device)
+    results["matmul_peak"] = peak
+    peak_gflops = {None: peak["gflops"]}
+    if opts.variants and bf16_supported(device):
+        peak_bf16 = measure_matmul_peak(opts.matmul_sizes, opts.matmul_repeats, device, dtype=torch.bfloat16)
+        results["matmul_peak_bf16"] = peak_bf16
+        peak_gflops[torch.bfloat16] = peak_bf16["gflops"]
+
+    steps: dict[str, Any] = {}
+    for name in opts.configs:
+        entry: dict[str, Any] = {}
+        for variant, dtype, cl in step_variants(device, opts.variants):
+            log(f"step {name} [{variant}] ...")
+            entry[variant] = benchmark_step(name, opts, peak_gflops[dtype], dtype, cl)
+        main = entry.pop("fp32")
+        main["targets"] = step_targets(name, main, device)
+        if entry:
+            for v in entry.values():
+                v["speedup_vs_fp32"] = main["step_seconds"]["median"] / v["step_seconds"]["median"]
+            main["variants"] = entry
+        steps[name] = main
+    results["steps"] = steps
+
+    comparisons: dict[str, Any] = {}
+    if "cpu_full" in steps and "paper_full" in steps:
+        cpu, paper = steps["cpu_full"], steps["paper_full"]
+        time_ratio = paper["step_seconds"]["median"] / cpu["step_seconds"]["median"]
+        flops_ratio = paper["flops_per_step"] / max(cpu["flops_per_step"], 1)
+        comparisons["paper_full_over_cpu_full"] = {
+            "time_ratio": time_ratio,
+            "flops_ratio": flops_ratio,
+            "target_min": 10.0,
+            "met": time_ratio >= 10.0,
+        }
+    if "paper_method_equal" in steps:
+        s = steps["paper_method_equal"]
+        comparisons["paper_method_equal_vs_reference"] = {
+            "reference_step_seconds": REFERENCE_STEP_SECONDS,
+            "reference_peak_rss_gb": REFERENCE_PEAK_RSS_GB,
+            "time_fraction_of_reference": s["step_seconds"]["median"] / REFERENCE_STEP_SECONDS,
+            "rss_fraction_of_reference": (s["memory"]["peak_rss_gb"] or float("nan")) / REFERENCE_PEAK_RSS_GB,
+            "note": "the reference figures were taken on 2 CPU cores; compare only on such a machine",
+        }
+    results["comparisons"] = comparisons
+
+    inference: dict[str, Any] = {}
+    presets = (
+        list(opts.inference_presets) if opts.inference_presets is not None else _presets_of(opts.configs)
+    )
+    for preset in presets:
+        entry = {}
+        for variant, dtype, cl in step_variants(device, opts.variants):
+            log(f"inference {preset} [{variant}] ...")
+            entry[variant] = benchmark_inference(preset, opts, peak_gflops[dtype], dtype, cl)
+        main = entry.pop("fp32")
+        ratio = main["latency_over_flops_bound"]
+        if preset == "paper":
+            main["targets"] = {
+                "latency_over_flops_bound_max": {
+                    "target": 1.10,
+                    "value": ratio,
+                    "met": ratio is not None and ratio <= 1.10,
+                }
+            }
+        if entry:
+            main["variants"] = entry
+        inference[preset] = main
+    results["inference"] = inference
+
+    pipeline: dict[str, Any] = {}
+    from hermes_monai.data import generate_synthetic_dataset
+
+    with tempfile.TemporaryDirectory(prefix="hermes_bench_") as tmp:
+        generate_synthetic_dataset(
+            tmp,
+            num_labeled=opts.pipeline_labeled,
+            num_unlabeled=opts.pipeline_unlabeled,
+            num_validation=0,
+            num_test=0,
+            image_size=opts.pipeline_image_size,
+            seed=opts.seed,
+        )
+        for preset in _presets_of(opts.configs):
+            log(f"data pipeline {preset} ...")
+            entry = benchmark_pipeline(preset, opts, Path(tmp))
+            rate = entry["configured_images_per_second"]
+            entry["ratio_to_step_consumption"] = {
+                name: rate / s["samples_per_second"]
+                for name, s in steps.items()
+                if s["settings"]["preset"] == preset
+            }
+            entry["targets"] = {
+                name: {"target_min": 1.0, "value": r, "met": r > 1.0}
+                for name, r in entry["ratio_to_step_consumption"].items()
+            }
+            pipeline[preset] = entry
+    results["data_pipeline"] = pipeline
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return format(value, spec)
+
+
+def format_report(results: Mapping[str, Any]) -> str:
+    """A readable plain-text summary of ``results``."""
+    lines: list[str] = []
+    m = results["machine"]
+    lines.append(
+        f"Hermes benchmark ({results['mode']}) on {m['device']}: {m['cpu_model']}, "
+        f"{m['torch_threads']} threads, torch {m['torch_version']}"
+        + (f", {m['gpu_name']}" if "gpu_name" in m else "")
+    )
+    for key in ("matmul_peak", "matmul_peak_bf16"):
+        if key in results:
+            p = results[key]
+            sizes = ", ".join(f"{k}: {_fmt(v, '.1f')}" for k, v in p["by_size"].items())
+            lines.append(f"{p['dtype']} matmul peak: {_fmt(p['gflops'], '.1f')} GFLOP/s  (by size: {sizes})")
+    lines.append("")
+    head = (
+        f"{'step config':<24}{'s/iter':>9}{'samples/s':>11}{'GFLOP/step':>12}{'GFLOP/s':>9}"
+        f"{'%peak':>7}{'peak GB':>9}"
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for name, s in results["steps"].items():
+        rows = [(name, s)] + [(f"  {name} {v}", r) for v, r in s.get("variants", {}).items()]
+        for label, r in rows:
+            mem = r["memory"]
+            gb = mem.get("peak_cuda_allocated_gb", mem["peak_rss_gb"])
+            frac = r["fraction_of_matmul_peak"]
+            lines.append(
+                f"{label:<24}{_fmt(r['step_seconds']['median'], '.3f'):>9}"
+                f"{_fmt(r['samples_per_second'], '.2f'):>11}{_fmt(r['gflops_per_step'], '.1f'):>12}"
+                f"{_fmt(r['achieved_gflops'], '.1f'):>9}"
+                f"{_fmt(None if frac is None else 100 * frac, '.0f'):>7}"
+                f"{_fmt(gb, '.2f'):>9}"
+            )
+    for name, s in results["steps"].items():
+        lines.append("")
+        lines.append(
+            f"phases of {name} (profiled step {_fmt(s['profiled_step_seconds'], '.3f')} s, "
+            f"profiler overhead {_fmt(100 * s['profiler_overhead'], '+.0f')} %, "
+            f"{s['phase_time_kind']} time):"
+        )
+        for phase, v in s["phases"].items():
+            lines.append(
+                f"  {phase:<18}{_fmt(v['seconds'], '.3f'):>9} s {_fmt(100 * v['fraction'], '.1f'):>6} %"
+            )
+        for tname, t in s.get("targets", {}).items():
+            lines.append(
+                f"  target {tname}: {_fmt(t['value'])} vs {t['target']} -> {'MET' if t['met'] else 'NOT MET'}"
+            )
+    for cname, c in results["comparisons"].items():
+        lines.append("")
+        lines.append(
+            f"{cname}: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in c.items())
+        )
+    lines.append("")
+    head = f"{'inference':<24}{'latency s':>10}{'img/s':>9}{'GFLOP/img':>11}{'FLOP-bound s':>13}{'ratio':>7}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for preset, r in results["inference"].items():
+        rows = [(preset, r)] + [(f"  {preset} {v}", x) for v, x in r.get("variants", {}).items()]
+        for label, x in rows:
+            lines.append(
+                f"{label:<24}{_fmt(x['latency_seconds_batch1']['median'], '.4f'):>10}"
+                f"{_fmt(x['images_per_second'], '.2f'):>9}{_fmt(x['gflops_per_image'], '.2f'):>11}"
+                f"{_fmt(x['flops_over_peak_seconds'], '.4f'):>13}"
+                f"{_fmt(x['latency_over_flops_bound'], '.2f'):>7}"
+            )
+    lines.append("")
+    for preset, p in results["data_pipeline"].items():
+        rates = ", ".join(
+            f"{w} workers: {_fmt(v['images_per_second'], '.1f')} img/s"
+            for w, v in p["by_num_workers"].items()
+        )
+        ratios = ", ".join(f"{k}: {_fmt(v, '.1f')}x" for k, v in p["ratio_to_step_consumption"].items())
+        lines.append(
+            f"data pipeline {preset} ({p['settings']['image_size']}px, no cache): {rates}; "
+            f"vs step consumption: {ratios or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line interface (see the module docstring)."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 64x64, batch 2+2, 1 warm-up + 2 timed iterations, small matmuls",
+    )
+    p.add_argument(
+        "--configs",
+        default=",".join(STEP_CONFIGS),
+        help=f"comma-separated step configurations, from {', '.join(STEP_CONFIGS)}",
+    )
+    p.add_argument(
+        "--inference",
+        default=None,
+        help="comma-separated inference presets (paper, cpu); default: those of --configs; 'none' to skip",
+    )
+    p.add_argument("--warmup", type=int, default=None, help="untimed iterations (default 1)")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations (default 3; quick 2)")
+    p.add_argument("--output", default=str(REPO / "docs" / "benchmark_results.json"), help="JSON output path")
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--matmul-sizes", default=None, help="comma-separated square sizes (default 2048,4096)")
+    p.add_argument(
+        "--no-variants", action="store_true", help="skip the bf16 (and, on GPU, channels_last) repetitions"
+    )
+    return p.parse_args(argv)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """Turn parsed CLI arguments into :class:`Options`."""
+    opts = quick_options() if args.quick else Options()
+    changes: dict[str, Any] = {
+        "configs": tuple(c.strip() for c in args.configs.split(",") if c.strip()),
+        "seed": args.seed,
+        "variants": not args.no_variants,
+    }
+    if args.inference is not None:
+        changes["inference_presets"] = (
+            ()
+            if args.inference.strip().lower() == "none"
+            else tuple(p.strip() for p in args.inference.split(",") if p.strip())
+        )
+        bad = [p for p in changes["inference_presets"] if p not in PRESETS]
+        if bad:
+            raise SystemExit(f"unknown inference preset(s) {bad}; known: {sorted(PRESETS)}")
+    if args.warmup is not None:
+        changes["warmup"] = args.warmup
+    if args.iters is not None:
+        changes["iters"] = args.iters
+    if args.device is not None:
+        changes["device"] = args.device
+    if args.matmul_sizes:
+        changes["matmul_sizes"] = tuple(int(s) for s in args.matmul_sizes.split(","))
+    opts = dataclasses.replace(opts, **changes)
+    if opts.iters < 1 or opts.warmup < 0:
+        raise SystemExit("--iters must be >= 1 and --warmup >= 0")
+    return opts
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the report, write the JSON; return the results."""
+    args = parse_args(argv)
+    opts = options_from_args(args)
+    t0 = time.perf_counter()
+    results = run_benchmark(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    results["total_seconds"] = time.perf_counter() - t0
+    write_json_atomic(args.output, results)
+    print(format_report(results))
+    print(f"\nwritten {args.output} ({results['total_seconds']:.1f} s)")
+    return results
+
+
+if __name__ == "__main__":
+    main()

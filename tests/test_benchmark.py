@@ -1,0 +1,303 @@
+"""Fast tests of ``scripts/benchmark.py``: helper arithmetic, memory/FLOP probes and a tiny end-to-end run.
+
+The end-to-end run uses the CPU preset at 32x32 with batch 2+2, no warm-up and one timed step, so the
+whole file stays within a few seconds of compute; it checks that the JSON has every field and that the
+derived numbers are consistent with the measured ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    path = REPO / "scripts" / "benchmark.py"
+    spec = importlib.util.spec_from_file_location("hermes_benchmark_script", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script()
+
+TINY = {"image_size": 32, "labeled_batch_size": 2, "unlabeled_batch_size": 2}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def test_matmul_flops_is_two_n_cubed():
+    # 2 * 3^3 = 54 ; 2 * 2048^3 = 17_179_869_184
+    assert bench.matmul_flops(3) == 54
+    assert bench.matmul_flops(2048) == 17_179_869_184
+
+
+def test_summarize_times():
+    s = bench.summarize_times([3.0, 1.0, 2.0, 10.0])
+    # sorted 1, 2, 3, 10 -> median (2 + 3) / 2 = 2.5
+    assert s["median"] == 2.5
+    assert s["min"] == 1.0 and s["max"] == 10.0
+    assert s["all"] == [3.0, 1.0, 2.0, 10.0]
+
+
+def test_phase_breakdown_fractions_and_remainder():
+    phase_us = {"hermes::forward_student": 500_000.0, "hermes::backward": 250_000.0, "other": 9e9}
+    out = bench.phase_breakdown(phase_us, step_seconds=1.0)
+    assert set(out) == {*bench.PHASES, "unattributed"}
+    # 500 000 us = 0.5 s of a 1.0 s step -> 50 %; 250 000 us -> 25 %; rest 1 - 0.75 = 0.25 s
+    assert out["forward_student"] == {"seconds": 0.5, "fraction": 0.5}
+    assert out["backward"] == {"seconds": 0.25, "fraction": 0.25}
+    assert out["strong_view"]["seconds"] == 0.0
+    assert out["unattributed"]["seconds"] == pytest.approx(0.25)
+    assert sum(v["fraction"] for v in out.values()) == pytest.approx(1.0)
+
+
+def test_phase_breakdown_never_negative_remainder():
+    # phases (0.6 + 0.6 s) longer than the step (1 s): the remainder is clamped at 0
+    out = bench.phase_breakdown({"hermes::backward": 6e5, "hermes::optimizer": 6e5}, step_seconds=1.0)
+    assert out["unattributed"]["seconds"] == 0.0
+
+
+def test_write_json_atomic_roundtrip(tmp_path):
+    target = tmp_path / "sub" / "result.json"
+    bench.write_json_atomic(target, {"a": 1, "b": [1.5, None]})
+    assert json.loads(target.read_text()) == {"a": 1, "b": [1.5, None]}
+    bench.write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["result.json"]  # no temporary file left behind
+
+
+def test_write_json_atomic_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "r.json"
+    bench.write_json_atomic(target, {"ok": True})
+    with pytest.raises(TypeError):
+        bench.write_json_atomic(target, {"bad": object()})
+    assert json.loads(target.read_text()) == {"ok": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_synthetic_batches_shapes_values_and_disc():
+    gen = torch.Generator().manual_seed(0)
+    batches = bench.synthetic_batches(3, 4, 64, gen, num_cls_classes=2, labeled=True)
+    assert len(batches) == 3
+    for b in batches:
+        assert b["image"].shape == (4, 1, 64, 64) and b["image"].dtype == torch.float32
+        assert b["label"].shape == (4, 1, 64, 64)
+        assert b["class"].shape == (4,) and b["class"].dtype == torch.long
+        assert set(b["label"].unique().tolist()) <= {0.0, 1.0}
+        assert b["class"].min() >= 0 and b["class"].max() <= 1
+        img, lab = b["image"], b["label"].bool()
+        assert img.min() >= 0.0 and img.max() <= 1.0
+        # inside the disc: 0.2 + 0.5 + 0.3 * U[0, 1) >= 0.7 ; outside: 0.2 + 0.3 * U < 0.5
+        assert img[lab].min() >= 0.7 and img[~lab].max() < 0.5
+        # radius 0.25..0.35 of the side, centre 0.35..0.65: area pi r^2 in [0.196, 0.385] of the image
+        # (a disc may just touch the border), allow for pixel discretisation
+        area = lab.float().mean(dim=(1, 2, 3))
+        assert (area > 0.17).all() and (area < 0.41).all()
+    unlabeled = bench.synthetic_batches(2, 2, 32, gen, labeled=False)
+    assert all(set(b) == {"image"} for b in unlabeled)
+
+
+def test_fill_memory_banks_fills_to_capacity_with_unit_vectors():
+    from hermes_monai.losses import ImageContrastLoss, PixelContrastLoss
+
+    img = ImageContrastLoss(dim=8, bank_size=10)
+    pix = PixelContrastLoss(num_classes=3, dim=4, bank_size=5)
+    bench.fill_memory_banks(img, pix, torch.Generator().manual_seed(0))
+    feats, labels = img.queue.get()
+    assert feats.shape == (10, 8) and set(labels.tolist()) == {0, 1}
+    assert torch.allclose(feats.norm(dim=1), torch.ones(10), atol=1e-5)
+    assert pix.bank.count.tolist() == [5, 5, 5]
+    bank_feats, bank_labels = pix.bank.get()
+    assert bank_feats.shape == (15, 4)
+    assert torch.bincount(bank_labels).tolist() == [5, 5, 5]
+    bench.fill_memory_banks(None, None, torch.Generator())  # switched-off terms are skipped
+
+
+# ------------------------------------------------------------------------------------------------ probes
+def test_global_flop_counter_counts_linear_forward_and_input_grad():
+    lin = torch.nn.Linear(8, 16)
+    x = torch.rand(4, 8)
+    # forward addmm: 2 * 4 * 8 * 16 = 1024 FLOPs (bias adds are not counted)
+    total, by_op = bench.count_flops(lambda: lin(x))
+    assert total == 1024 and by_op == {"addmm": 1024}
+
+    def input_grad():
+        xi = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(lin(xi).sum(), xi)  # what the saliency map does; stock tracker raises
+        return g
+
+    # forward 1024 + grad wrt input: (4x16) @ (16x8) = 2 * 4 * 16 * 8 = 1024 -> 2048
+    total, by_op = bench.count_flops(input_grad)
+    assert total == 2048
+    assert by_op == {"addmm": 1024, "mm": 1024}
+
+
+def test_peak_memory_sees_a_large_allocation():
+    device = torch.device("cpu")
+    nbytes = 256 * 2**20
+    with bench.PeakMemory(device) as mem:
+        buf = torch.ones(nbytes // 4)  # touched (filled with ones), so resident
+        del buf
+    assert mem.method
+    assert mem.baseline_rss is not None and mem.peak_rss is not None
+    # the 256 MiB buffer was resident at the peak; allow some slack for allocator behaviour
+    assert mem.peak_rss - mem.baseline_rss > 0.8 * nbytes
+    d = mem.as_dict()
+    assert d["peak_rss_gb"] == pytest.approx(mem.peak_rss / 1e9)
+    if mem.method.startswith("clear_refs"):
+        with bench.PeakMemory(device) as mem2:
+            pass
+        # the high-water mark was reset: an idle block does not report the earlier 256 MiB peak
+        assert mem2.peak_rss < mem.peak_rss - 0.5 * nbytes
+
+
+def test_measure_matmul_peak_fields():
+    peak = bench.measure_matmul_peak([32, 64], repeats=2, device=torch.device("cpu"))
+    assert set(peak["by_size"]) == {"32", "64"}
+    assert peak["gflops"] == max(peak["by_size"].values()) > 0
+    assert peak["threads"] == torch.get_num_threads()
+    assert peak["dtype"] == "float32"
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_options_from_args_quick_and_overrides():
+    opts = bench.options_from_args(bench.parse_args(["--quick", "--configs", "cpu_full", "--iters", "5"]))
+    assert opts.mode == "quick" and opts.configs == ("cpu_full",) and opts.iters == 5 and opts.warmup == 1
+    assert opts.extra_overrides == {"image_size": 64, "labeled_batch_size": 2, "unlabeled_batch_size": 2}
+    full = bench.options_from_args(bench.parse_args(["--inference", "none", "--matmul-sizes", "128,256"]))
+    assert full.mode == "full" and full.extra_overrides == {}
+    assert full.configs == ("paper_method_equal", "paper_full", "cpu_full")
+    assert full.inference_presets == () and full.matmul_sizes == (128, 256)
+    with pytest.raises(SystemExit):
+        bench.options_from_args(bench.parse_args(["--inference", "tiny"]))
+
+
+def test_paper_configs_differ_only_in_ias_switches():
+    _, equal = bench.STEP_CONFIGS["paper_method_equal"]
+    _, full = bench.STEP_CONFIGS["paper_full"]
+    assert equal["use_attention"] is False and equal["use_saliency"] is False
+    assert full["use_attention"] is True and full["use_saliency"] is True
+    assert {k: v for k, v in equal.items() if not k.startswith("use_") or "contrast" in k} == {
+        k: v for k, v in full.items() if not k.startswith("use_") or "contrast" in k
+    }
+    paper = bench.make_parser("paper", {}, torch.device("cpu"))
+    assert paper["encoder"] == "res2net101d" and paper["image_size"] == 224
+    assert paper["decoder_channels"] == [256, 128, 64, 32]
+
+
+def test_build_step_uses_bundle_config_and_late_schedule():
+    setup = bench.build_step(
+        "paper_method_equal",
+        torch.device("cpu"),
+        {**TINY, "encoder": "resnet18", "max_epochs": 30, "epoch_length": 10},
+        late_fraction=0.9,
+    )
+    s = setup.settings
+    # T = max_epochs 30 * epoch_length 10 = 300; start at int(0.9 * 300) = 270
+    assert s["total_iterations_T"] == 300 and s["start_iteration"] == 270
+    assert setup.trainer.state.iteration == 270
+    assert s["use_attention"] is False and s["use_saliency"] is False
+    assert s["image_contrast"] and s["pixel_contrast"] and s["consistency"]
+    assert s["contrast_warmup"] == 0 and setup.trainer.contrast_warmup == 0
+    assert s["decoder_channels"] == [256, 128, 64, 32]  # the paper preset's decoder, from the bundle parse
+    assert isinstance(setup.trainer.seg_optimizer, torch.optim.Adam)
+    assert isinstance(setup.trainer.cls_optimizer, torch.optim.SGD)
+    assert setup.trainer.image_contrast.queue.num_filled.item() == setup.trainer.image_contrast.queue.size
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_results():
+    opts = bench.Options(
+        configs=("cpu_full",),
+        inference_presets=("cpu",),
+        device="cpu",
+        warmup=0,
+        iters=1,
+        extra_overrides=dict(TINY),
+        matmul_sizes=(64,),
+        matmul_repeats=2,
+        inference_batch=2,
+        pipeline_labeled=4,
+        pipeline_unlabeled=4,
+        pipeline_image_size=32,
+        pipeline_workers=(None,),
+        pipeline_passes=1,
+        mode="test",
+    )
+    return bench.run_benchmark(opts, log=lambda msg: None)
+
+
+def test_run_benchmark_top_level_fields(tiny_results):
+    r = tiny_results
+    for key in ("schema_version", "mode", "machine", "matmul_peak", "steps", "comparisons", "inference"):
+        assert key in r
+    assert "data_pipeline" in r
+    assert r["mode"] == "test" and r["schema_version"] == bench.SCHEMA_VERSION
+    m = r["machine"]
+    assert m["device"] == "cpu" and m["torch_threads"] == torch.get_num_threads()
+    assert m["torch_version"] == torch.__version__ and m["cpu_model"]
+    json.dumps(r)  # serialisable as is
+
+
+def test_run_benchmark_step_fields_are_consistent(tiny_results):
+    s = tiny_results["steps"]["cpu_full"]
+    peak = tiny_results["matmul_peak"]["gflops"]
+    med = s["step_seconds"]["median"]
+    assert med > 0 and s["samples_per_step"] == 4
+    assert s["samples_per_second"] == pytest.approx(4 / med)
+    assert s["flops_per_step"] > 0 and s["flops_by_op"]
+    assert sum(s["flops_by_op"].values()) == s["flops_per_step"]
+    assert s["achieved_gflops"] == pytest.approx(s["flops_per_step"] / med / 1e9)
+    assert s["fraction_of_matmul_peak"] == pytest.approx(s["achieved_gflops"] / peak)
+    assert s["settings"]["image_size"] == 32 and s["settings"]["use_saliency"] is True
+    mem = s["memory"]
+    assert mem["peak_rss_bytes"] >= mem["baseline_rss_bytes"] > 0
+    phases = s["phases"]
+    assert set(phases) == {*bench.PHASES, "unattributed"}
+    # all phases of a semi-supervised step with contrast on ran, and they tile the profiled step
+    for name in bench.PHASES:
+        assert phases[name]["seconds"] > 0, name
+    attributed = sum(phases[name]["seconds"] for name in bench.PHASES)
+    rest = max(s["profiled_step_seconds"] - attributed, 0.0)
+    assert phases["unattributed"]["seconds"] == pytest.approx(rest, abs=1e-9)
+    assert s["profiler_overhead"] == pytest.approx(s["profiled_step_seconds"] / med - 1)
+    for key in ("selection_rate_image", "selection_rate_pixel"):
+        assert 0.0 <= s[key] <= 1.0
+    assert math.isfinite(s["loss"])
+    assert s["targets"] == {}  # targets belong to paper_method_equal
+
+
+def test_run_benchmark_inference_and_pipeline(tiny_results):
+    inf = tiny_results["inference"]["cpu"]
+    peak = tiny_results["matmul_peak"]["gflops"]
+    lat = inf["latency_seconds_batch1"]["median"]
+    assert lat > 0 and inf["images_per_second"] == pytest.approx(2 / inf["batch_seconds"]["median"])
+    assert inf["flops_per_image"] > 0
+    assert inf["flops_over_peak_seconds"] == pytest.approx(inf["flops_per_image"] / (peak * 1e9))
+    assert inf["latency_over_flops_bound"] == pytest.approx(lat / inf["flops_over_peak_seconds"])
+    pipe = tiny_results["data_pipeline"]["cpu"]
+    assert pipe["settings"]["configured_num_workers"] == 0 and pipe["settings"]["caching"] is False
+    rate = pipe["by_num_workers"]["0"]
+    assert rate["images"] == 8  # 4 labeled + 4 unlabeled, batches of 2, one timed pass
+    assert rate["images_per_second"] == pytest.approx(rate["images"] / rate["seconds"])
+    step_rate = tiny_results["steps"]["cpu_full"]["samples_per_second"]
+    ratio = pipe["ratio_to_step_consumption"]["cpu_full"]
+    assert ratio == pytest.approx(rate["images_per_second"] / step_rate)
+
+
+def test_format_report_mentions_every_section(tiny_results):
+    text = bench.format_report(tiny_results)
+    for needle in ("matmul peak", "cpu_full", "phases of cpu_full", "inference", "data pipeline cpu"):
+        assert needle in text
