@@ -57,9 +57,7 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +66,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
+
+from hermes_monai.io import atomic_path, write_text_atomic
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -188,20 +188,7 @@ def _finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_strict_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as strict JSON (NaN -> null) atomically."""
     write_text_atomic(path, json.dumps(_finite_or_none(obj), indent=2, default=str, allow_nan=False) + "\n")
 
@@ -405,7 +392,7 @@ def execute(
         "epoch_length": int(_config_value(spec.train_files, spec.overrides, "epoch_length")),
         "mlflow_run_id": None,
     }
-    write_json_atomic(record_path, record)
+    write_strict_json(record_path, record)
 
     print(f"[compare] {spec.name}: training", flush=True)
     start = time.perf_counter()
@@ -413,7 +400,7 @@ def execute(
     record["train_seconds"] = round(time.perf_counter() - start, 2)
     found = _find_runs(client, spec.name)
     record["mlflow_run_id"] = found[0].info.run_id if found else None
-    write_json_atomic(record_path, record)
+    write_strict_json(record_path, record)
 
     print(f"[compare] {spec.name}: evaluating", flush=True)
     start = time.perf_counter()
@@ -423,7 +410,7 @@ def execute(
     record["metrics"] = metrics
     if record["mlflow_run_id"] is not None:
         _log_to_mlflow(client, record["mlflow_run_id"], spec, metrics)
-    write_json_atomic(record_path, record)
+    write_strict_json(record_path, record)
     if not keep_checkpoints:
         for ckpt in (spec.run_dir / "models").glob("checkpoint*.pt"):
             ckpt.unlink()
@@ -571,15 +558,9 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
         if ax.has_data():
             ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
 
@@ -755,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "runs": records,
         "summary": rows,
     }
-    write_json_atomic(output_dir / "results.json", results)
+    write_strict_json(output_dir / "results.json", results)
     header = (
         f"Test split, mean ± sample std over seeds {args.seeds} (%); labels = N labeled images "
         "(N/K per class). Difference rows are paired per seed.\n\n"

@@ -66,24 +66,6 @@ def test_phase_breakdown_never_negative_remainder():
     assert out["unattributed"]["seconds"] == 0.0
 
 
-def test_write_json_atomic_roundtrip(tmp_path):
-    target = tmp_path / "sub" / "result.json"
-    bench.write_json_atomic(target, {"a": 1, "b": [1.5, None]})
-    assert json.loads(target.read_text()) == {"a": 1, "b": [1.5, None]}
-    bench.write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
-    assert [p.name for p in target.parent.iterdir()] == ["result.json"]  # no temporary file left behind
-
-
-def test_write_json_atomic_keeps_old_file_on_error(tmp_path):
-    target = tmp_path / "r.json"
-    bench.write_json_atomic(target, {"ok": True})
-    with pytest.raises(TypeError):
-        bench.write_json_atomic(target, {"bad": object()})
-    assert json.loads(target.read_text()) == {"ok": True}
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
 def test_synthetic_batches_shapes_values_and_disc():
     gen = torch.Generator().manual_seed(0)
     batches = bench.synthetic_batches(3, 4, 64, gen, num_cls_classes=2, labeled=True)

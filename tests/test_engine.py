@@ -118,3 +118,10 @@ def test_empty_unlabeled_loader_fails_clearly() -> None:
     trainer = _trainer([], epoch_length=1)
     with pytest.raises(ValueError, match="unlabeled data loader yields no batch"):
         trainer.run()
+
+
+def test_bf16_autocast_on_cpu_needs_no_scaler() -> None:
+    trainer = _trainer(_unlabeled(1), epoch_length=1, amp=True, amp_kwargs={"dtype": torch.bfloat16})
+    trainer.run()
+    assert trainer.scaler is None  # a GradScaler is only for float16
+    assert torch.isfinite(trainer.state.output["loss"])

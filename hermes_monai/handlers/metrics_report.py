@@ -9,17 +9,17 @@ them), logs them and writes them to a JSON file, written atomically.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_roc_auc
+
+from hermes_monai.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,4 @@ class MetricsReport:
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.results.items()
         )
         logger.info("evaluation metrics: %s", lines)
-        self.output_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.output_file.parent, delete=False, suffix=".tmp") as f:
-            json.dump(self.results, f, indent=2)
-        os.replace(f.name, self.output_file)
+        write_json_atomic(self.output_file, self.results)
