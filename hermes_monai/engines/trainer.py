@@ -289,16 +289,12 @@ class HermesTrainer(Trainer):
                             )
                         if engine.pixel_contrast is not None:
                             loss_c_seg = engine._pixel_contrast_loss(teacher, sel_pix, unl, lab, y_seg)
-                if engine.use_consistency:
-                    itc_w = consistency_weight(
-                        t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
-                    )
-                    loss_itc = inter_task_consistency(unl["seg_proj"].float(), unl["cls_proj"].float())
-            elif engine.use_consistency:
+            if engine.use_consistency:  # on the strong view; on labeled images when there is none (SupOnly)
+                proj = unl if semi else lab
                 itc_w = consistency_weight(
                     t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
                 )
-                loss_itc = inter_task_consistency(lab["seg_proj"].float(), lab["cls_proj"].float())
+                loss_itc = inter_task_consistency(proj["seg_proj"].float(), proj["cls_proj"].float())
             w = engine.weights
             loss_cls = w["cls_total"] * (
                 loss_cls_l + w["cls_unsup"] * loss_cls_u + w["cls_contrast"] * loss_c_cls

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hermes_monai.networks.segmentation import ConvBlock
+
 __all__ = ["InterTaskAttention", "frozen_norm_statistics", "saliency_map"]
 
 
@@ -44,14 +46,7 @@ class InterTaskAttention(nn.Module):
     def __init__(self, cls_channels: int, seg_channels: int) -> None:
         super().__init__()
         c = cls_channels
-        self.seg_proj = nn.Sequential(
-            nn.Conv2d(seg_channels, c, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-            nn.ReLU(inplace=True),
-        )
+        self.seg_proj = ConvBlock(seg_channels, c)
         self.fuse = nn.Conv2d(2 * c, c, kernel_size=3, padding=1)
         hidden = max(c // 4, 1)
         self.channel_mlp = nn.Sequential(
