@@ -120,6 +120,7 @@ METHODS: dict[str, Method] = {
     "no_attention": Method(overrides={"use_attention": False}),
     "no_saliency": Method(overrides={"use_saliency": False}),
     "no_ias": Method(overrides={"use_attention": False, "use_saliency": False}),
+    "detach_seg": Method(overrides={"detach_seg_features": True}),
     "no_image_contrast": Method(overrides={"use_image_contrast": False}),
     "no_pixel_contrast": Method(overrides={"use_pixel_contrast": False}),
     "no_consistency": Method(overrides={"use_consistency": False}),
