@@ -30,8 +30,15 @@ What is measured (see docs/benchmarks.md for every JSON field and the targets):
    the deterministic load + resize), compared with the samples/s the training step consumes.
 5. **bf16 variants**: where bf16 runs natively (any GPU; a CPU whose oneDNN has bf16 kernels, i.e.
    AVX512-BF16/AMX) every step and inference measurement is repeated with bf16 autocast (the trainer's
-   ``amp=True, amp_kwargs={"dtype": torch.bfloat16}``), and on a GPU also with bf16 + channels_last; the
-   bf16 matmul peak is measured too, and each variant's fraction of peak is against the bf16 peak.
+   ``amp=True, amp_kwargs={"dtype": torch.bfloat16}``); the bf16 matmul peak is measured too, and each
+   variant's fraction of peak is against the bf16 peak. The memory layout is the bundle's
+   ``channels_last`` (default true); ``--override channels_last=false`` measures NCHW.
+6. **Kernel ceiling** of every step and inference measurement: each matmul/convolution call of one
+   step (the ops the FLOP counter counts, forward and backward) is recorded with its shapes and
+   strides, replayed alone on random tensors and timed (:func:`kernel_ceiling`). Their summed time is
+   what the step would take if everything else (normalisation, activations, losses, optimiser) were
+   free, so its fraction of the matmul peak is the most this network, at these shapes, can reach with
+   this machine's convolution/matmul libraries.
 
 How to read it: the step time is what one training iteration costs; the phase table says where it goes
 (``unattributed`` = loss computation and glue outside the scopes). ``fraction_of_matmul_peak`` near 1
@@ -71,6 +78,7 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime as _dt
+import functools
 import gc
 import itertools
 import math
@@ -89,9 +97,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from hermes_monai.io import write_json_atomic
+from hermes_monai.overrides import parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "bundle" / "configs"
@@ -161,6 +171,7 @@ class Options:
     pipeline_workers: tuple[int | None, ...] = (None, 2)  # None: the configured num_workers
     pipeline_passes: int = 2
     variants: bool = True
+    ceiling_repeats: int = 3  # 0 skips the kernel-ceiling measurement
     mode: str = "full"
 
 
@@ -178,6 +189,7 @@ def quick_options(**changes: Any) -> Options:
         pipeline_image_size=64,
         pipeline_workers=(None,),
         pipeline_passes=1,
+        ceiling_repeats=1,
         mode="quick",
     )
     return dataclasses.replace(base, **changes)
@@ -436,6 +448,109 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), counter.flops_by_op()
 
 
+# -------------------------------------------------------------------------------------------- kernel ceiling
+@dataclasses.dataclass(frozen=True)
+class _TensorSpec:
+    """Shape, strides and dtype of a recorded tensor argument (enough to rebuild one like it)."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+
+
+def _spec(obj: Any) -> Any:
+    """A hashable description of an aten call argument: tensors -> :class:`_TensorSpec`, lists -> tuples."""
+    if isinstance(obj, torch.Tensor):
+        return _TensorSpec(tuple(obj.shape), tuple(obj.stride()), obj.dtype, str(obj.device))
+    if isinstance(obj, (list, tuple)):
+        return tuple(_spec(o) for o in obj)
+    if isinstance(obj, dict):
+        return tuple(sorted((k, _spec(v)) for k, v in obj.items()))
+    return obj
+
+
+def _materialize(spec: Any, gen: torch.Generator) -> Any:
+    """Random tensors laid out as recorded (strides, zero strides of expanded tensors included)."""
+    if isinstance(spec, _TensorSpec):
+        extent = 1 + sum((n - 1) * st for n, st in zip(spec.shape, spec.stride)) if all(spec.shape) else 0
+        base = torch.randn(extent, generator=gen, dtype=torch.float32).to(spec.device)
+        base = base.to(spec.dtype) if spec.dtype.is_floating_point else base.zero_().to(spec.dtype)
+        return base.as_strided(spec.shape, spec.stride)
+    if isinstance(spec, tuple):
+        return [_materialize(s, gen) for s in spec]
+    return spec
+
+
+class KernelRecorder(TorchDispatchMode):
+    """Records every aten call that :class:`GlobalFlopCounter` counts FLOPs for (convolution and its
+    backward, mm, addmm, bmm, ...) as (op, argument specs) with a call count. Everything else runs
+    unrecorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = set(GlobalFlopCounter().flop_registry)
+        self.calls: dict[tuple, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if func.overloadpacket in self.ops:
+            key = (func, _spec(args), _spec(kwargs))
+            self.calls[key] = self.calls.get(key, 0) + 1
+        return func(*args, **kwargs)
+
+
+def kernel_ceiling(
+    fn: Callable[[], Any], device: torch.device, peak_gflops: float, repeats: int = 3
+) -> dict[str, Any]:
+    """How fast ``fn`` could be if only its matmul/convolution kernels took time.
+
+    ``fn`` runs once under :class:`KernelRecorder`; every distinct recorded call (same op, shapes, strides,
+    dtypes, arguments) is then replayed alone on random tensors of the same layout, best of ``repeats``
+    after one warm-up, and multiplied by its count. The sum is the time those kernels need at the speed
+    this machine's libraries (oneDNN/cuBLAS/cuDNN) reach for exactly these shapes, so
+    ``fraction_of_matmul_peak`` here is the highest fraction a whole step (or image) can reach when every
+    other op (normalisation, activations, losses, optimiser) took no time at all.
+
+    Returns:
+        ``seconds``, ``flops``, ``achieved_gflops``, ``fraction_of_matmul_peak``, ``calls``,
+        ``distinct_calls`` and ``by_op`` (``{op: {"seconds", "flops", "calls"}}``).
+    """
+    recorder = KernelRecorder()
+    with recorder:
+        fn()
+    synchronize(device)
+    gen = torch.Generator().manual_seed(0)
+    total_s, total_f = 0.0, 0
+    by_op: dict[str, dict[str, float]] = {}
+    for (func, args_spec, kwargs_spec), count in recorder.calls.items():
+        call = functools.partial(
+            func, *_materialize(args_spec, gen), **{k: _materialize(v, gen) for k, v in kwargs_spec}
+        )
+        times = median_seconds(call, 1, repeats, device)
+        flops, _ = count_flops(call)
+        seconds = min(times) * count
+        total_s += seconds
+        total_f += flops * count
+        name = str(func.overloadpacket).split(".")[-1]
+        op = by_op.setdefault(name, {"seconds": 0.0, "flops": 0, "calls": 0})
+        op["seconds"] += seconds
+        op["flops"] += flops * count
+        op["calls"] += count
+        del call
+    achieved = total_f / total_s / 1e9 if total_s > 0 else float("nan")
+    return {
+        "seconds": total_s,
+        "flops": total_f,
+        "achieved_gflops": achieved,
+        "fraction_of_matmul_peak": achieved / peak_gflops if peak_gflops > 0 else None,
+        "calls": sum(recorder.calls.values()),
+        "distinct_calls": len(recorder.calls),
+        "repeats": repeats,
+        "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1]["seconds"])),
+    }
+
+
 # ---------------------------------------------------------------------------------------------- profiler
 def phase_breakdown(phase_us: Mapping[str, float], step_seconds: float) -> dict[str, dict[str, float]]:
     """Seconds and fraction of the step per phase, plus ``unattributed`` (the rest of the step).
@@ -577,13 +692,6 @@ def fill_memory_banks(image_contrast: Any, pixel_contrast: Any, generator: torch
         bank.enqueue(feats.to(bank.bank.device), labels.to(bank.ptr.device))
 
 
-def _to_channels_last(batches: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-    return [
-        {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in b.items()}
-        for b in batches
-    ]
-
-
 def build_step(
     name: str,
     device: torch.device,
@@ -591,12 +699,12 @@ def build_step(
     seed: int = 0,
     late_fraction: float = 0.9,
     amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
 ) -> StepSetup:
     """Build the trainer of step configuration ``name`` from the bundle config, fed synthetic batches.
 
     The network, optimisers, selectors, contrastive losses, loss weights, switches, T and AMP setting
-    come from the parsed bundle config; ``amp_dtype`` turns autocast on with that dtype.
+    come from the parsed bundle config, the memory layout too (``channels_last``); ``amp_dtype`` turns
+    autocast on with that dtype. The batches are NCHW-contiguous, as the data pipeline delivers them.
     """
     from hermes_monai.engines import HermesTrainer
 
@@ -604,8 +712,6 @@ def build_step(
     parser = make_parser(preset, {**overrides, **(extra_overrides or {})}, device)
     get = parser.get_parsed_content
     network = get("network")
-    if channels_last:
-        network = network.to(memory_format=torch.channels_last)
     image_contrast, pixel_contrast = get("image_contrast"), get("pixel_contrast")
     size, n_l, n_u = get("image_size"), get("labeled_batch_size"), get("unlabeled_batch_size")
     max_epochs, epoch_length = get("max_epochs"), get("epoch_length")
@@ -613,8 +719,6 @@ def build_step(
     fill_memory_banks(image_contrast, pixel_contrast, gen)
     labeled = synthetic_batches(2, n_l, size, gen, get("num_cls_classes"), labeled=True)
     unlabeled = synthetic_batches(2, n_u, size, gen, labeled=False)
-    if channels_last:
-        labeled, unlabeled = _to_channels_last(labeled), _to_channels_last(unlabeled)
     amp = bool(get("amp")) or amp_dtype is not None
     trainer = HermesTrainer(
         device=device,
@@ -662,7 +766,7 @@ def build_step(
         "total_iterations_T": total,
         "start_iteration": start,
         "amp_dtype": None if not amp else str(amp_dtype or "float16"),
-        "channels_last": channels_last,
+        "channels_last": bool(get("channels_last")),
         "num_parameters": sum(p.numel() for p in network.parameters()),
     }
     return StepSetup(trainer=trainer, labeled_batches=labeled, settings=settings, device=device)
@@ -674,22 +778,22 @@ def benchmark_step(
     opts: Options,
     peak_gflops: float,
     amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Time, count and profile the training step of configuration ``name`` (one variant)."""
     device = torch.device(opts.device)
     release_memory()
     seed_everything(opts.seed)
     with PeakMemory(device) as mem:
-        setup = build_step(
-            name, device, opts.extra_overrides, opts.seed, opts.late_fraction, amp_dtype, channels_last
-        )
+        setup = build_step(name, device, opts.extra_overrides, opts.seed, opts.late_fraction, amp_dtype)
         times = median_seconds(setup.step, opts.warmup, opts.iters, device)
     settings = setup.settings
     n_samples = settings["labeled_batch_size"] + settings["unlabeled_batch_size"]
     output = setup.trainer.state.output or {}
     flops, by_op = count_flops(setup.step)
     prof_wall, phase_us, phase_kind = profile_phases(setup.step, device)
+    ceiling = None
+    if opts.ceiling_repeats:
+        ceiling = kernel_ceiling(setup.step, device, peak_gflops, opts.ceiling_repeats)
     med = statistics.median(times)
     achieved = flops / med / 1e9
     result: dict[str, Any] = {
@@ -703,6 +807,7 @@ def benchmark_step(
         "achieved_gflops": achieved,
         "fraction_of_matmul_peak": achieved / peak_gflops if peak_gflops > 0 else None,
         "memory": mem.as_dict(),
+        "kernel_ceiling": ceiling,
         "phases": phase_breakdown(phase_us, prof_wall),
         "phase_time_kind": phase_kind,
         "profiled_step_seconds": prof_wall,
@@ -729,6 +834,9 @@ def step_targets(name: str, result: Mapping[str, Any], device: torch.device) -> 
     frac = targets["fraction_of_matmul_peak_min"]["value"]
     targets["fraction_of_matmul_peak_min"]["met"] = frac is not None and frac >= 0.85
     targets["peak_rss_gb_max"]["met"] = peak_gb is not None and peak_gb < 8.0
+    if result.get("kernel_ceiling"):  # the most any step with these kernels can reach
+        ceiling = result["kernel_ceiling"]["fraction_of_matmul_peak"]
+        targets["fraction_of_matmul_peak_min"]["kernel_ceiling"] = ceiling
     if device.type != "cpu":
         for t in targets.values():
             t["note"] = "target is defined for 2 CPU cores"
@@ -743,15 +851,12 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def step_variants(device: torch.device, variants: bool) -> list[tuple[str, torch.dtype | None, bool]]:
-    """(variant name, autocast dtype, channels_last) measured per step configuration: fp32 always; bf16
-    autocast where :func:`bf16_supported`; bf16 + channels_last on a GPU (on CPU channels_last measured
-    slower than the default layout for these networks)."""
-    out: list[tuple[str, torch.dtype | None, bool]] = [("fp32", None, False)]
+def step_variants(device: torch.device, variants: bool) -> list[tuple[str, torch.dtype | None]]:
+    """(variant name, autocast dtype) measured per step configuration and inference preset: fp32 always,
+    bf16 autocast where :func:`bf16_supported`. The memory layout is the bundle's ``channels_last``."""
+    out: list[tuple[str, torch.dtype | None]] = [("fp32", None)]
     if variants and bf16_supported(device):
-        out.append(("bf16", torch.bfloat16, False))
-        if device.type == "cuda":
-            out.append(("bf16_channels_last", torch.bfloat16, True))
+        out.append(("bf16", torch.bfloat16))
     return out
 
 
@@ -761,7 +866,6 @@ def benchmark_inference(
     opts: Options,
     peak_gflops: float,
     amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Latency (batch 1), throughput (batch ``opts.inference_batch``) and FLOPs of the eval-mode network."""
     device = torch.device(opts.device)
@@ -771,13 +875,9 @@ def benchmark_inference(
         parser = make_parser(preset, {**INFERENCE_OVERRIDES, **opts.extra_overrides}, device)
         network = parser.get_parsed_content("network").eval()
         size = int(parser.get_parsed_content("image_size"))
-        if channels_last:
-            network = network.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(opts.seed)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        x1 = torch.rand(1, 1, size, size, generator=gen).to(device).contiguous(memory_format=fmt)
+        x1 = torch.rand(1, 1, size, size, generator=gen).to(device)
         xb = torch.rand(opts.inference_batch, 1, size, size, generator=gen).to(device)
-        xb = xb.contiguous(memory_format=fmt)
 
         def infer(x: torch.Tensor) -> None:
             ctx = (
@@ -792,6 +892,9 @@ def benchmark_inference(
         lat = median_seconds(lambda: infer(x1), opts.warmup, max(opts.iters, 1), device)
         thr = median_seconds(lambda: infer(xb), opts.warmup, max(opts.iters, 1), device)
     flops, by_op = count_flops(lambda: infer(x1))
+    ceiling = None
+    if opts.ceiling_repeats:
+        ceiling = kernel_ceiling(lambda: infer(x1), device, peak_gflops, opts.ceiling_repeats)
     latency = statistics.median(lat)
     bound = flops / (peak_gflops * 1e9) if peak_gflops > 0 else float("nan")
     result = {
@@ -803,7 +906,7 @@ def benchmark_inference(
             "use_attention": True,
             "use_saliency": True,
             "amp_dtype": None if amp_dtype is None else str(amp_dtype),
-            "channels_last": channels_last,
+            "channels_last": bool(parser.get_parsed_content("channels_last")),
         },
         "latency_seconds_batch1": summarize_times(lat),
         "batch_size": opts.inference_batch,
@@ -814,6 +917,10 @@ def benchmark_inference(
         "flops_by_op": by_op,
         "flops_over_peak_seconds": bound,
         "latency_over_flops_bound": latency / bound if bound > 0 else None,
+        "kernel_ceiling": ceiling,
+        "kernel_floor_over_flops_bound": (
+            ceiling["seconds"] / bound if ceiling is not None and bound > 0 else None
+        ),
         "memory": mem.as_dict(),
     }
     return result
@@ -921,9 +1028,9 @@ def run_benchmark(opts: Options, log: Callable[[str], None] = print) -> dict[str
     steps: dict[str, Any] = {}
     for name in opts.configs:
         entry: dict[str, Any] = {}
-        for variant, dtype, cl in step_variants(device, opts.variants):
+        for variant, dtype in step_variants(device, opts.variants):
             log(f"step {name} [{variant}] ...")
-            entry[variant] = benchmark_step(name, opts, peak_gflops[dtype], dtype, cl)
+            entry[variant] = benchmark_step(name, opts, peak_gflops[dtype], dtype)
         main = entry.pop("fp32")
         main["targets"] = step_targets(name, main, device)
         if entry:
@@ -961,9 +1068,9 @@ def run_benchmark(opts: Options, log: Callable[[str], None] = print) -> dict[str
     )
     for preset in presets:
         entry = {}
-        for variant, dtype, cl in step_variants(device, opts.variants):
+        for variant, dtype in step_variants(device, opts.variants):
             log(f"inference {preset} [{variant}] ...")
-            entry[variant] = benchmark_inference(preset, opts, peak_gflops[dtype], dtype, cl)
+            entry[variant] = benchmark_inference(preset, opts, peak_gflops[dtype], dtype)
         main = entry.pop("fp32")
         ratio = main["latency_over_flops_bound"]
         if preset == "paper":
@@ -972,6 +1079,7 @@ def run_benchmark(opts: Options, log: Callable[[str], None] = print) -> dict[str
                     "target": 1.10,
                     "value": ratio,
                     "met": ratio is not None and ratio <= 1.10,
+                    "kernel_floor": main["kernel_floor_over_flops_bound"],
                 }
             }
         if entry:
@@ -1064,9 +1172,19 @@ def format_report(results: Mapping[str, Any]) -> str:
             lines.append(
                 f"  {phase:<18}{_fmt(v['seconds'], '.3f'):>9} s {_fmt(100 * v['fraction'], '.1f'):>6} %"
             )
+        for label, r in [("", s)] + [(f" [{v}]", x) for v, x in s.get("variants", {}).items()]:
+            c = r.get("kernel_ceiling")
+            if c:
+                lines.append(
+                    f"  kernel ceiling{label}: {c['calls']} matmul/conv calls replayed alone take "
+                    f"{_fmt(c['seconds'], '.3f')} s = {_fmt(c['achieved_gflops'], '.1f')} GFLOP/s = "
+                    f"{_fmt(100 * c['fraction_of_matmul_peak'], '.0f')} % of peak "
+                    f"({_fmt(100 * c['seconds'] / r['step_seconds']['median'], '.0f')} % of the step)"
+                )
         for tname, t in s.get("targets", {}).items():
             lines.append(
                 f"  target {tname}: {_fmt(t['value'])} vs {t['target']} -> {'MET' if t['met'] else 'NOT MET'}"
+                + (f" (kernel ceiling {_fmt(t['kernel_ceiling'])})" if "kernel_ceiling" in t else "")
             )
     for cname, c in results["comparisons"].items():
         lines.append("")
@@ -1074,7 +1192,10 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"{cname}: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in c.items())
         )
     lines.append("")
-    head = f"{'inference':<24}{'latency s':>10}{'img/s':>9}{'GFLOP/img':>11}{'FLOP-bound s':>13}{'ratio':>7}"
+    head = (
+        f"{'inference':<24}{'latency s':>10}{'img/s':>9}{'GFLOP/img':>11}{'FLOP-bound s':>13}{'ratio':>7}"
+        f"{'kernel floor s':>15}{'ratio':>7}"
+    )
     lines.append(head)
     lines.append("-" * len(head))
     for preset, r in results["inference"].items():
@@ -1085,6 +1206,8 @@ def format_report(results: Mapping[str, Any]) -> str:
                 f"{_fmt(x['images_per_second'], '.2f'):>9}{_fmt(x['gflops_per_image'], '.2f'):>11}"
                 f"{_fmt(x['flops_over_peak_seconds'], '.4f'):>13}"
                 f"{_fmt(x['latency_over_flops_bound'], '.2f'):>7}"
+                f"{_fmt((x.get('kernel_ceiling') or {}).get('seconds'), '.4f'):>15}"
+                f"{_fmt(x.get('kernel_floor_over_flops_bound'), '.2f'):>7}"
             )
     lines.append("")
     for preset, p in results["data_pipeline"].items():
@@ -1128,8 +1251,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--matmul-sizes", default=None, help="comma-separated square sizes (default 2048,4096)")
+    p.add_argument("--no-variants", action="store_true", help="skip the bf16 repetitions")
     p.add_argument(
-        "--no-variants", action="store_true", help="skip the bf16 (and, on GPU, channels_last) repetitions"
+        "--ceiling-repeats",
+        type=int,
+        default=None,
+        help="repeats per replayed kernel of the kernel-ceiling measurement (default 3, quick 1; 0 skips it)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="bundle override for every configuration, repeatable; VALUE is YAML (channels_last=false)",
     )
     return p.parse_args(argv)
 
@@ -1159,6 +1293,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
         changes["device"] = args.device
     if args.matmul_sizes:
         changes["matmul_sizes"] = tuple(int(s) for s in args.matmul_sizes.split(","))
+    if args.ceiling_repeats is not None:
+        changes["ceiling_repeats"] = args.ceiling_repeats
+    if args.override:
+        user = dict(parse_override(o) for o in args.override)
+        changes["extra_overrides"] = {**opts.extra_overrides, **user}
     opts = dataclasses.replace(opts, **changes)
     if opts.iters < 1 or opts.warmup < 0:
         raise SystemExit("--iters must be >= 1 and --warmup >= 0")

@@ -68,6 +68,7 @@ import numpy as np
 import yaml
 
 from hermes_monai.io import atomic_path, write_text_atomic
+from hermes_monai.overrides import parse_override
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -162,15 +163,6 @@ class RunSpec:
 def run_name(method: str, budget: int, seed: int) -> str:
     """The run folder and MLflow run name of one comparison run."""
     return f"{method}_n{budget}_s{seed}"
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"KEY=VALUE"`` -> ``(KEY, yaml.safe_load(VALUE))``; KEY may use ``#`` for nested ids."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ValueError(f"--override expects KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def _json_normalise(obj: Any) -> Any:

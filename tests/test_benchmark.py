@@ -123,6 +123,37 @@ def test_global_flop_counter_counts_linear_forward_and_input_grad():
     assert by_op == {"addmm": 1024, "mm": 1024}
 
 
+def test_kernel_ceiling_replays_each_counted_call_once_per_shape():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    lin = torch.nn.Linear(16, 4)
+    x = torch.rand(2, 3, 16, 16)
+    v = torch.rand(5, 16)
+
+    def work():
+        conv(x.requires_grad_(True)).sum().backward()  # convolution + convolution_backward
+        lin(v), lin(v)  # the same addmm twice: one distinct call, counted twice
+        x.requires_grad_(False)
+
+    expected, by_op = bench.count_flops(work)
+    c = bench.kernel_ceiling(work, torch.device("cpu"), peak_gflops=100.0, repeats=2)
+    assert c["flops"] == expected  # every FLOP-counted call was recorded and replayed
+    assert c["calls"] == 4 and c["distinct_calls"] == 3
+    assert set(c["by_op"]) == {"convolution", "convolution_backward", "addmm"} == set(by_op)
+    assert c["by_op"]["addmm"]["calls"] == 2 and c["by_op"]["addmm"]["flops"] == by_op["addmm"]
+    assert c["seconds"] == pytest.approx(sum(o["seconds"] for o in c["by_op"].values()))
+    assert c["achieved_gflops"] == pytest.approx(expected / c["seconds"] / 1e9)
+    assert c["fraction_of_matmul_peak"] == pytest.approx(c["achieved_gflops"] / 100.0)
+
+
+def test_materialize_keeps_recorded_layout():
+    nhwc = torch.rand(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    expanded = torch.rand(3, 1).expand(3, 6)  # stride 0, as a gradient of a sum is
+    for t in (nhwc, expanded, torch.arange(6).view(2, 3)):
+        spec = bench._spec(t)
+        out = bench._materialize(spec, torch.Generator().manual_seed(0))
+        assert out.shape == t.shape and out.stride() == t.stride() and out.dtype == t.dtype
+
+
 def test_peak_memory_sees_a_large_allocation():
     device = torch.device("cpu")
     nbytes = 256 * 2**20
@@ -161,6 +192,18 @@ def test_options_from_args_quick_and_overrides():
     assert full.inference_presets == () and full.matmul_sizes == (128, 256)
     with pytest.raises(SystemExit):
         bench.options_from_args(bench.parse_args(["--inference", "tiny"]))
+    args = [
+        "--quick",
+        "--override",
+        "channels_last=false",
+        "--override",
+        "image_size=48",
+        "--ceiling-repeats",
+        "0",
+    ]
+    custom = bench.options_from_args(bench.parse_args(args))
+    assert custom.extra_overrides == {**bench.QUICK_OVERRIDES, "channels_last": False, "image_size": 48}
+    assert custom.ceiling_repeats == 0
 
 
 def test_paper_configs_differ_only_in_ias_switches():
@@ -259,6 +302,11 @@ def test_run_benchmark_step_fields_are_consistent(tiny_results):
         assert 0.0 <= s[key] <= 1.0
     assert math.isfinite(s["loss"])
     assert s["targets"] == {}  # targets belong to paper_method_equal
+    assert s["settings"]["channels_last"] is True  # the bundle default layout
+    c = s["kernel_ceiling"]
+    # the replayed step draws its own pixel anchors, so its contrast matmuls may differ a little in size
+    assert c["flops"] == pytest.approx(s["flops_per_step"], rel=0.05)
+    assert 0 < c["seconds"] and c["calls"] >= c["distinct_calls"] > 0
 
 
 def test_run_benchmark_inference_and_pipeline(tiny_results):
@@ -269,6 +317,9 @@ def test_run_benchmark_inference_and_pipeline(tiny_results):
     assert inf["flops_per_image"] > 0
     assert inf["flops_over_peak_seconds"] == pytest.approx(inf["flops_per_image"] / (peak * 1e9))
     assert inf["latency_over_flops_bound"] == pytest.approx(lat / inf["flops_over_peak_seconds"])
+    assert inf["kernel_ceiling"]["flops"] == inf["flops_per_image"]
+    floor = inf["kernel_ceiling"]["seconds"] / inf["flops_over_peak_seconds"]
+    assert inf["kernel_floor_over_flops_bound"] == pytest.approx(floor)
     pipe = tiny_results["data_pipeline"]["cpu"]
     assert pipe["settings"]["configured_num_workers"] == 0 and pipe["settings"]["caching"] is False
     rate = pipe["by_num_workers"]["0"]
@@ -281,5 +332,12 @@ def test_run_benchmark_inference_and_pipeline(tiny_results):
 
 def test_format_report_mentions_every_section(tiny_results):
     text = bench.format_report(tiny_results)
-    for needle in ("matmul peak", "cpu_full", "phases of cpu_full", "inference", "data pipeline cpu"):
+    for needle in (
+        "matmul peak",
+        "cpu_full",
+        "phases of cpu_full",
+        "kernel ceiling",
+        "inference",
+        "data pipeline cpu",
+    ):
         assert needle in text

@@ -152,3 +152,29 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
         chain.append(str(err))
         err = err.__cause__
     assert any(str(broken) in msg and "cannot read image" in msg for msg in chain), chain
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_channels_last_switch_sets_layout_not_result(layout: bool) -> None:
+    """``channels_last`` changes the memory layout of the network only: same outputs as NCHW."""
+
+    def build(channels_last: bool) -> torch.nn.Module:
+        parser = ConfigParser()
+        parser.read_config(TRAIN)
+        parser.update({"channels_last": channels_last, "device": "$torch.device('cpu')"})
+        return parser.get_parsed_content("network")
+
+    net, ref = build(layout), build(False)
+    ref.load_state_dict(net.state_dict())
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(
+        w.is_contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
+        for w in convs
+    )
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    net.eval(), ref.eval()
+    with torch.no_grad():
+        out, expected = net(x), ref(x)
+    assert out["seg_logits"].is_contiguous(memory_format=torch.channels_last) == layout
+    for key in ("seg_logits", "cls_logits"):
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-3, atol=1e-3)

@@ -65,17 +65,6 @@ def _fake_splits() -> dict[str, list[dict]]:
 
 
 # ---------------------------------------------------------------------------------------------- unit tests
-def test_parse_override_reads_yaml_values() -> None:
-    assert compare.parse_override("max_epochs=30") == ("max_epochs", 30)
-    assert compare.parse_override("pixel_contrast_loss#min_pixels=4") == ("pixel_contrast_loss#min_pixels", 4)
-    assert compare.parse_override("decoder_channels=[8, 4]") == ("decoder_channels", [8, 4])
-    assert compare.parse_override("resume_from=null") == ("resume_from", None)
-    assert compare.parse_override("use_attention=false") == ("use_attention", False)
-    assert compare.parse_override("device=$torch.device('cpu')") == ("device", "$torch.device('cpu')")
-    with pytest.raises(ValueError):
-        compare.parse_override("no_equals_sign")
-
-
 def test_class_balanced_indices_balanced_nested_and_checked() -> None:
     classes = [0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
     for seed in range(5):

@@ -357,7 +357,12 @@ class HermesTrainer(Trainer):
         def _nearest(lbl: torch.Tensor) -> torch.Tensor:
             return F.interpolate(lbl[:, None].float(), size=grid, mode="nearest")[:, 0].long()
 
+        def _nearest_argmax(logits: torch.Tensor) -> torch.Tensor:
+            # nearest sampling picks the same pixel in every channel, so sampling the logits first and
+            # taking argmax on the grid equals argmax at full resolution then sampling, at 1/64 of the cost
+            return F.interpolate(logits.detach().float(), size=grid, mode="nearest").argmax(1)
+
         labels = torch.cat([_nearest(sel_pix.certainty_label), _nearest(y_seg)])
-        preds = torch.cat([_nearest(unl["seg_logits"].argmax(1)), _nearest(lab["seg_logits"].argmax(1))])
+        preds = torch.cat([_nearest_argmax(unl["seg_logits"]), _nearest_argmax(lab["seg_logits"])])
         emb = torch.cat([emb_u, lab["seg_embed"].float()])
         return self.pixel_contrast(emb, labels, preds, generator=self._rng(emb.device))
