@@ -64,6 +64,11 @@ def test_training_writes_best_and_resumable_checkpoints(trained: Path) -> None:
     for key in ("network", "seg_optimizer", "cls_optimizer", "trainer", "image_selector"):
         assert key in final
     assert final["trainer"]["iteration"] == 4  # 2 epochs x 2 iterations
+    # the interval checkpoint has the name the model card and README give
+    assert sorted(p.name for p in (trained / "models").glob("checkpoint*.pt")) == [
+        "checkpoint_epoch=2.pt",
+        "checkpoint_final.pt",
+    ]
     val = json.loads((trained / "eval" / "val_metrics.json").read_text())
     assert 0.0 <= val["dice"] <= 1.0 and val["num_images"] == 4
 
