@@ -537,7 +537,6 @@ def kernel_ceiling(
         op["seconds"] += seconds
         op["flops"] += flops * count
         op["calls"] += count
-        del call
     achieved = total_f / total_s / 1e9 if total_s > 0 else float("nan")
     return {
         "seconds": total_s,
