@@ -1,7 +1,7 @@
 """Hermes networks: the segmentation U-Net, the ResNet-18 classifier and the IAS module linking them."""
 
 from hermes_monai.networks.classification import HermesClsNet
-from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, load_weights
+from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, create_timm_model
 from hermes_monai.networks.heads import ImageContrastHead, PixelContrastHead, ProjectionMLP
 from hermes_monai.networks.hermes import HermesNet
 from hermes_monai.networks.ias import InterTaskAttention, saliency_map
@@ -17,6 +17,6 @@ __all__ = [
     "PixelContrastHead",
     "ProjectionMLP",
     "create_encoder",
-    "load_weights",
+    "create_timm_model",
     "saliency_map",
 ]
