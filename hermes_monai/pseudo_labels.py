@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hermes_monai.overrides import as_bool
+
 __all__ = ["Selection", "DualThresholdSelector"]
 
 IGNORE_INDEX = -1
@@ -91,8 +93,8 @@ class DualThresholdSelector(nn.Module):
         self.num_classes = int(num_classes)
         self.tau_max = float(tau_max)
         self.tau_min = float(tau_min)
-        self.use_confidence = bool(use_confidence)
-        self.use_entropy = bool(use_entropy)
+        self.use_confidence = as_bool(use_confidence, "use_confidence_threshold")
+        self.use_entropy = as_bool(use_entropy, "use_entropy_threshold")
         self.ratio_momentum = ratio_momentum
         self.register_buffer("class_ratio", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
