@@ -116,8 +116,11 @@ def test_bad_image_one_error_naming_the_file(tmp_path: Path, name: str, make: Ca
         LoadUltrasoundd(keys="image")({"image": str(tmp_path / "images" / name)})
     assert str(tmp_path / "images" / name) in str(err.value).splitlines()[0]
     with pytest.raises(RuntimeError) as wrapped:
-        CacheDataset([{"image": str(tmp_path / "images" / name)}], Compose([LoadUltrasoundd(keys="image")]),
-                     progress=False)
+        CacheDataset(
+            [{"image": str(tmp_path / "images" / name)}],
+            Compose([LoadUltrasoundd(keys="image")]),
+            progress=False,
+        )
     assert str(tmp_path / "images" / name) in str(wrapped.value).splitlines()[0]
     # start-up check: the first line of the error is "<file>: <reason>"
     with pytest.raises(DatasetError) as startup:
@@ -198,8 +201,11 @@ def test_read_only_dataset_dir_prepared_under_bundle_data(tmp_path: Path) -> Non
     for p in [root.parent, root, *root.iterdir()]:
         p.chmod(0o555)
     try:
-        path = Path(resolve_datalist(tmp_path / "busi", None, tmp_path / "bundle" / "data" / "synthetic",
-                                     num_cls_classes=2))
+        path = Path(
+            resolve_datalist(
+                tmp_path / "busi", None, tmp_path / "bundle" / "data" / "synthetic", num_cls_classes=2
+            )
+        )
     finally:
         for p in [root.parent, root, *root.iterdir()]:
             p.chmod(0o755)
