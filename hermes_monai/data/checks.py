@@ -256,7 +256,7 @@ def validate_datalist(
     stream: Any = None,
     **kwargs: Any,
 ) -> list[Problem]:
-    """Run :func:`check_datalist`; print warnings; raise :class:`DatasetError` when there is an error.
+    """Run :func:`check_datalist`; print problems to stderr; raise :class:`DatasetError` if any is an error.
 
     The exception message starts with the first bad file and its reason, then the count and the rest.
     Returns the warnings.
@@ -268,6 +268,9 @@ def validate_datalist(
     for w in warnings:
         print(str(w), file=out)
     if errors:
+        print(f"data check failed, {len(errors)} problem(s) in {datalist_path}:", file=out)
+        for e in errors:
+            print(str(e), file=out)
         rest = "\n".join(str(p) for p in errors[1:])
         raise DatasetError(
             f"{errors[0]}\n({len(errors)} problem(s) in datalist {datalist_path}; run "
