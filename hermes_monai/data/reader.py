@@ -352,7 +352,7 @@ def _read_dicom(
         if not ok:
             raise _DecodeError(
                 f"Modality '{modality or 'missing'}' is not one of {sorted(allowed)}; this reader expects "
-                "ultrasound - set modalities=None (bundle: --dicom_modalities null) to read it anyway"
+                "ultrasound - set modalities=None (bundle: --dicom_modalities any) to read it anyway"
             )
     n = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -432,6 +432,17 @@ def raw_pixels(path: str | os.PathLike) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- reader
+def _modalities(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """Accepted modalities: None, "any", "null" or "none" = any; "US,OT" or a list = those."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("any", "null", "none", ""):
+            return None
+        value = value.split(",")
+    return tuple(str(v).strip().upper() for v in value)
+
+
 class UltrasoundReader(ImageReader):
     """MONAI image reader for 2D ultrasound images and masks (see the module docstring).
 
@@ -439,7 +450,8 @@ class UltrasoundReader(ImageReader):
         mask: read {0, 1} masks instead of [0, 1] grey images.
         frame: multi-frame policy: None refuses cine files, an int reads that frame, ``"all"`` reads every
             frame along the first axis.
-        modalities: DICOM modalities accepted for images (default ``("US",)``); None accepts any.
+        modalities: DICOM modalities accepted for images (default ``("US",)``); None (or ``"any"``) accepts
+            any; a comma-separated string such as ``"US,OT"`` is accepted too (bundle command lines).
         crop_to_region: crop DICOM images to their ultrasound B-mode region when they declare one.
     """
 
@@ -455,7 +467,7 @@ class UltrasoundReader(ImageReader):
             raise ValueError(f"frame must be None, an integer index or 'all', got {frame!r}")
         self.mask = mask
         self.frame = frame
-        self.modalities = tuple(modalities) if modalities is not None else None
+        self.modalities = _modalities(modalities)
         self.crop_to_region = crop_to_region
 
     def verify_suffix(self, filename: Sequence[os.PathLike | str] | os.PathLike | str) -> bool:
