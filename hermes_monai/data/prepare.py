@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ def resolve_datalist(
     require_unlabeled: bool = True,
     check: bool = True,
     reader_kwargs: Mapping[str, Any] | None = None,
+    required_splits: Sequence[str] | None = None,
     **synthetic_kwargs: Any,
 ) -> str:
     """Path of the datalist JSON to train/evaluate on, after checking every file it lists.
@@ -72,6 +73,8 @@ def resolve_datalist(
         require_unlabeled: an empty unlabeled split is an error (semi-supervised training).
         check: run :func:`hermes_monai.data.checks.validate_datalist`.
         reader_kwargs: :class:`hermes_monai.data.reader.UltrasoundReader` options used by the check.
+        required_splits: splits that must exist and be non-empty (default ``labeled``, ``validation`` and,
+            with ``require_unlabeled``, ``unlabeled``; evaluation needs only ``test``).
         synthetic_kwargs: passed to :func:`ensure_synthetic_dataset` (size, counts, seed).
 
     Raises:
@@ -101,11 +104,13 @@ def resolve_datalist(
     if check:
         from hermes_monai.data.checks import validate_datalist
 
+        splits = ("labeled", "validation") if required_splits is None else tuple(required_splits)
         validate_datalist(
             path,
             data_base_dir(dataset_dir, path),
             num_cls_classes=num_cls_classes,
-            require_unlabeled=require_unlabeled,
+            require_unlabeled=require_unlabeled and required_splits is None,
+            required_splits=splits,
             reader_kwargs=reader_kwargs,
         )
     return str(path)
