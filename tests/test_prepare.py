@@ -165,6 +165,17 @@ def test_generic_labels_patients_and_unlabeled_folder(tmp_path: Path) -> None:
     assert data["meta"]["class_names"] == ["benign", "malignant"]
 
 
+def test_generic_dicom_images_without_suffix_with_png_masks(tmp_path: Path) -> None:
+    for i in range(6):
+        img, mask = lesion(750 + i)
+        write_us(tmp_path / "g" / "images" / f"IM{i:04d}", img)
+        save(tmp_path / "g" / "masks" / f"IM{i:04d}.png", mask)
+    prepare_dataset(tmp_path / "g", budget=2, test_fraction=0.2)
+    data = _load(tmp_path / "g" / "datalist.json")
+    assert len(_all_images(data)) == 6 and len(data["labeled"]) == 2
+    assert data["labeled"][0]["label"] == data["labeled"][0]["image"].replace("images/", "masks/") + ".png"
+
+
 def test_dicom_folder_lists_every_file_unlabeled(tmp_path: Path) -> None:
     for i in range(3):
         write_us(tmp_path / "exam" / f"IM{i}", lesion(700 + i)[0], PatientID=f"P{i % 2}")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["LAYOUTS", "LayoutError", "Sample", "detect_layout", "discover", "is_dicom_file", "IMAGE_SUFFIXES"]
@@ -59,7 +59,6 @@ class Sample:
     cls: str | None = None
     patient: str | None = None
     split: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -78,7 +77,10 @@ def _stem(path: Path) -> str:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(IMAGE_SUFFIXES)
+    """A file with an image suffix, or a DICOM file without one (scanners often write ``IM0001``)."""
+    if not path.is_file() or path.name.startswith("."):
+        return False
+    return path.name.lower().endswith(IMAGE_SUFFIXES) or (not path.suffix and is_dicom_file(path))
 
 
 def _images(folder: Path) -> list[Path]:
