@@ -82,6 +82,7 @@ def udiat(root: Path, n: int = 16, sheet: str = "xlsx") -> Path:
 
         wb = Workbook()
         ws = wb.active
+        ws.append(("UDIAT Dataset B", None, None))  # a title row above the header
         ws.append(header)
         for number, kind in rows:
             ws.append((number, kind, ""))

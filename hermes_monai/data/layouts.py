@@ -141,8 +141,9 @@ def discover_busi(root: Path) -> list[Sample]:
 
 
 # ------------------------------------------------------------------------------------------ UDIAT
-def _read_table(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV or .xlsx sheet as dicts keyed by the lower-cased header (first row naming columns)."""
+def _read_table(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV or .xlsx sheet as dicts keyed by the lower-cased header: the first row naming every
+    ``required`` column (title rows above it are skipped), else the first non-empty row."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         try:
             from openpyxl import load_workbook
@@ -162,8 +163,9 @@ def _read_table(path: Path) -> list[dict[str, str]]:
     rows = [r for r in rows if any(r)]
     if not rows:
         raise LayoutError(f"{path}: empty table")
-    header = [h.lower() for h in rows[0]]
-    return [dict(zip(header, r)) for r in rows[1:]]
+    start = next((i for i, r in enumerate(rows) if set(required) <= {h.lower() for h in r}), 0)
+    header = [h.lower() for h in rows[start]]
+    return [dict(zip(header, r)) for r in rows[start + 1 :]]
 
 
 def _udiat_sheet(root: Path) -> Path:
@@ -180,7 +182,7 @@ def discover_udiat(root: Path, sheet: Path | None = None) -> list[Sample]:
     _require(root, "original", "GT")
     sheet = Path(sheet) if sheet is not None else _udiat_sheet(root)
     classes: dict[str, str] = {}
-    for i, row in enumerate(_read_table(sheet), start=2):
+    for i, row in enumerate(_read_table(sheet, ("image", "type")), start=2):
         if "image" not in row or "type" not in row:
             raise LayoutError(f"{sheet}: columns 'Image' and 'Type' are required, found {sorted(row)}")
         if not row["image"]:
@@ -216,7 +218,7 @@ def discover_busbra(root: Path) -> list[Sample]:
     images = _by_stem(_images(root / "Images"), root / "Images")
     masks = _by_stem(_images(root / "Masks"), root / "Masks")
     samples = []
-    for i, row in enumerate(_read_table(root / "bus_data.csv"), start=2):
+    for i, row in enumerate(_read_table(root / "bus_data.csv", ("id", "pathology")), start=2):
         if "id" not in row or "pathology" not in row:
             raise LayoutError(f"{root / 'bus_data.csv'}: columns 'ID' and 'Pathology' are required")
         ident = row["id"] if row["id"].startswith("bus_") else f"bus_{row['id']}"
@@ -262,7 +264,7 @@ def discover_generic(root: Path) -> list[Sample]:
     masks = _by_stem(_images(root / "masks"), root / "masks") if (root / "masks").is_dir() else {}
     labels: dict[str, tuple[str, str | None]] = {}
     if (root / "labels.csv").is_file():
-        for i, row in enumerate(_read_table(root / "labels.csv"), start=2):
+        for i, row in enumerate(_read_table(root / "labels.csv", ("file", "label")), start=2):
             if "file" not in row or "label" not in row:
                 raise LayoutError(f"{root / 'labels.csv'}: columns 'file' and 'label' are required")
             if not row["file"]:

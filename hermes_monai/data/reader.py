@@ -21,10 +21,11 @@ pylibjpeg and its plugins):
   tag is absent); ``modalities=None`` reads any, or name those allowed, e.g. ``("US", "OT")``. A DICOM
   SEG or a file without pixel data is refused with that reason.
 * **Frames** (cine loops): ``frame=None`` (default) refuses a multi-frame file, naming its frame count -
-  which frame a mask belongs to is never guessed; ``frame=k`` reads frame ``k`` (negative counts from
-  the end); ``frame="all"`` returns every frame along the first axis, (F, H, W) with
-  ``original_channel_dim = 0``, so ``LoadImaged(..., ensure_channel_first=True)`` gives (F, H, W) and
-  ``SplitDimd(keys="image", dim=0, keepdim=True)`` makes each frame its own (1, H, W) sample.
+  which frame a mask belongs to is never guessed; ``frame=k`` reads frame ``k`` of a multi-frame file
+  (negative counts from the end; single-frame files are read as they are); ``frame="all"`` returns
+  every frame along the first axis, (F, H, W) with ``original_channel_dim = 0``, so
+  ``LoadImaged(..., ensure_channel_first=True)`` gives (F, H, W) and ``SplitDimd(keys="image", dim=0,
+  keepdim=True)`` makes each frame its own (1, H, W) sample.
 * **Ultrasound regions**: when the file has a Sequence of Ultrasound Regions and ``crop_to_region`` is
   true (default), the image is cropped to its 2D tissue (B-mode) region - ``RegionSpatialFormat`` 1 and
   ``RegionDataType`` 1, else any 2D region; the largest when there are several - dropping burned-in
