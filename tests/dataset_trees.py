@@ -179,3 +179,62 @@ def write_us(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def jpeg_lossless_sv1(arr: np.ndarray) -> bytes:
+    """Encode an 8-bit grey image as a JPEG Lossless, process 14, selection value 1 bitstream (ITU T.81
+    annex H), the DICOM transfer syntax 1.2.840.10008.1.2.4.70 that no installed package can write.
+
+    Prediction: the first pixel from 128, the rest of the first row from the left neighbour, the first
+    pixel of every later row from the one above, every other pixel from its left neighbour. The
+    differences are Huffman-coded with one table giving each category 0..8 a 4-bit code.
+    """
+    a = np.asarray(arr, dtype=np.int32)
+    h, w = a.shape
+    pred = np.empty_like(a)
+    pred[:, 1:] = a[:, :-1]
+    pred[1:, 0] = a[:-1, 0]
+    pred[0, 0] = 128
+    diff = (a - pred).ravel()
+    bits: list[str] = []
+    for d in diff.tolist():
+        size = abs(d).bit_length()
+        bits.append(format(size, "04b"))  # canonical code of category `size` (nine 4-bit codes)
+        if size:
+            bits.append(format(d if d > 0 else d - 1 + (1 << size), f"0{size}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)  # pad with 1 bits
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        byte = int(stream[i : i + 8], 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0x00)  # byte stuffing
+    counts = [0, 0, 0, 9] + [0] * 12  # nine codes of length 4
+    dht = bytes([0x00]) + bytes(counts) + bytes(range(9))
+    sof = bytes([8]) + h.to_bytes(2, "big") + w.to_bytes(2, "big") + bytes([1, 1, 0x11, 0])
+    sos = bytes([1, 1, 0x00, 1, 0, 0])  # one component, table 0, predictor 1, Se 0, Ah/Al 0
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+    return (
+        b"\xff\xd8" + segment(0xC3, sof) + segment(0xC4, dht) + segment(0xDA, sos) + bytes(data) + b"\xff\xd9"
+    )
+
+
+def write_us_jpeg_lossless(path: Path, arr: np.ndarray) -> Path:
+    """An ultrasound DICOM whose pixel data is :func:`jpeg_lossless_sv1` encapsulated."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    write_us(path, arr)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([jpeg_lossless_sv1(arr)])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -11,12 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from dataset_trees import lesion, save, write_us
+from dataset_trees import lesion, save, write_us, write_us_jpeg_lossless
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, LoadImaged, SplitDimd
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset as DicomDataset
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless
 
 from hermes_monai.data import LoadUltrasoundd, UltrasoundReader, read_ultrasound
 
@@ -84,13 +84,12 @@ def test_vendor_ultrasound_j2k_matches_uncompressed() -> None:
     )
 
 
-def test_jpeg_lossless_decoder_is_installed() -> None:
-    from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
-
-    assert JPEGLosslessSV1Decoder.is_available  # pylibjpeg-libjpeg
-    path = get_testdata_file("JPGLosslessP14SV1_1s_1f_8b.dcm", download=False)
-    if path is not None:
-        assert read_ultrasound(path, modalities=None).shape == (100, 100)
+def test_jpeg_lossless_sv1_decodes_to_the_encoded_pixels(tmp_path: Path) -> None:
+    img = lesion(12)[0]
+    img[0, :6] = [0, 255, 0, 255, 255, 1]  # large jumps: category-8 differences and 0xFF bytes to stuff
+    path = write_us_jpeg_lossless(tmp_path / "jl.dcm", img)
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    np.testing.assert_allclose(read_ultrasound(path), img / 255, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------ photometric
