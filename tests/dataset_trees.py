@@ -35,8 +35,8 @@ def save(path: Path, arr: np.ndarray) -> Path:
 def busi(root: Path, n: dict[str, int] | None = None) -> Path:
     """``Dataset_BUSI_with_GT/{benign,malignant,normal}/<cls> (i).png`` + ``_mask.png`` (+ quirks):
     ``benign (2)`` has a second lesion in ``_mask_1.png``; ``benign (3)``'s mask is RGBA; ``malignant (1)``
-    is an RGB image; ``malignant (2)`` holds the same pixels as ``benign (1)`` (a duplicate); normal masks
-    are empty."""
+    is an RGB image; ``malignant (2)`` holds the same pixels as ``benign (1)`` (a duplicate), ``malignant
+    (3)`` is ``benign (4)`` 6 grey levels brighter (a near-duplicate); normal masks are empty."""
     n = n or {"benign": 10, "malignant": 8, "normal": 3}
     base = root / "Dataset_BUSI_with_GT"
     seed = 0
@@ -52,6 +52,9 @@ def busi(root: Path, n: dict[str, int] | None = None) -> Path:
             elif (cls, i) == ("malignant", 2):
                 save(base / cls / f"{stem}.png", lesion(1)[0])  # same pixels as benign (1)
                 mask = lesion(1)[1]
+            elif (cls, i) == ("malignant", 3):  # benign (4) re-toned: a near-duplicate
+                near = lesion(4)[0].astype(np.int32) + 6
+                save(base / cls / f"{stem}.png", np.clip(near, 0, 255).astype(np.uint8))
             else:
                 save(base / cls / f"{stem}.png", img)
             if (cls, i) == ("benign", 3):

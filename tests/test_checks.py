@@ -146,6 +146,7 @@ def test_dataset_level_problems(tmp_path: Path) -> None:
     grey[0, 0] = 7
     save(tmp_path / "masks" / "grey.png", grey)
     shutil.copy(tmp_path / "images" / "im 0.png", tmp_path / "images" / "copy of im 0.png")
+    save(tmp_path / "images" / "brighter im 1.png", lesion(801)[0] + 5)  # a near-duplicate of im 1
     data["labeled"] += [
         {"image": "images/big.png", "label": "masks/big.png", "class": 0},
         {"image": "images/im 2.png", "label": "masks/empty.png", "class": 1},
@@ -154,6 +155,7 @@ def test_dataset_level_problems(tmp_path: Path) -> None:
         {"image": "images/missing.png", "label": "masks/im 0.png", "class": 0},
     ]
     data["test"].append({"image": "images/copy of im 0.png", "label": "masks/im 0.png", "class": 0})
+    data["test"].append({"image": "images/brighter im 1.png", "label": "masks/im 1.png", "class": 1})
     data["unlabeled"] = []
     problems = check_datalist(_write(tmp_path, data), num_cls_classes=2)
     text = "\n".join(map(str, problems))
@@ -165,11 +167,12 @@ def test_dataset_level_problems(tmp_path: Path) -> None:
         (tmp_path / "images" / "missing.png", "file not found"),
         (tmp_path / "images" / "copy of im 0.png", "same pixels as"),
         (tmp_path / "datalist.json", "split 'unlabeled' is empty"),
+        (tmp_path / "images" / "brighter im 1.png", "warning: looks like a near-duplicate of"),
     ]
     for file, reason in expect:
         assert f"{file}: {reason}" in text, (file, reason, text)
     assert len(problems) == len(expect), text
-    assert sum(p.severity == "warning" for p in problems) == 1
+    assert sum(p.severity == "warning" for p in problems) == 2
     # supervised-only: no unlabeled split needed
     assert "unlabeled" not in "\n".join(
         str(p) for p in check_datalist(tmp_path / "datalist.json", num_cls_classes=2, require_unlabeled=False)

@@ -69,7 +69,8 @@ def test_busi_prepare_paper_preset(busi_root: Path, tmp_path: Path) -> None:
     # the duplicate pair (benign (1), malignant (2)) sits in one split
     where = {Path(p).name: s for s in SPLITS for p in _images(data, s)}
     assert where["benign (1).png"] == where["malignant (2).png"]
-    assert result.duplicate_groups == 1
+    assert where["benign (4).png"] == where["malignant (3).png"]  # near-duplicates too
+    assert result.duplicate_groups == 2
 
 
 def test_busi_masks_merged_and_binarised(busi_root: Path, tmp_path: Path) -> None:

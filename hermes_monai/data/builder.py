@@ -1,10 +1,12 @@
 """Building the bundle's datalist from a dataset folder: layout -> samples -> splits -> ``datalist.json``.
 
 :func:`prepare_dataset` is the whole of ``python -m hermes_monai.prepare``: it finds the samples of a known
-layout (:mod:`.layouts`), merges multi-lesion masks, groups images by patient and by identical content
-(so a duplicate can never sit on both sides of a split), assigns the splits (:mod:`.splits`) and writes
-the datalist atomically with a ``meta`` block recording every setting. The same inputs and seed give a
-byte-identical file: entries are sorted, nothing depends on time or on the order the disk lists files.
+layout (:mod:`.layouts`), merges multi-lesion masks, groups images by patient, by identical pixels and by
+equal :func:`~hermes_monai.data.checks.near_hash` (so a duplicate or a re-encoded / rescaled copy never
+sits on both sides of a split; a rare chance match only keeps two images in one split), assigns the
+splits (:mod:`.splits`) and writes the datalist atomically with a ``meta`` block recording every setting.
+The same inputs and seed give a byte-identical file: entries are sorted, nothing depends on time or on
+the order the disk lists files.
 
 Paths in the datalist are relative to its folder when the files lie inside it, else absolute. Merged
 masks (BUSI's ``_mask_1.png`` ...) are written as PNG (0 / 255) under ``<datalist folder>/masks_merged``.
@@ -27,9 +29,9 @@ from typing import Any, TextIO
 import numpy as np
 from PIL import Image
 
-from hermes_monai.data.checks import content_hash
+from hermes_monai.data.checks import content_hash, near_hash
 from hermes_monai.data.datalist import write_datalist
-from hermes_monai.data.layouts import KNOWN_CLASS_ORDER, LayoutError, Sample, discover
+from hermes_monai.data.layouts import KNOWN_CLASS_ORDER, LayoutError, Sample, discover, is_dicom_file
 from hermes_monai.data.splits import SPLITS, Record, assign_splits
 
 __all__ = ["DEFAULT_BUDGET", "PRESETS", "PrepareResult", "class_order", "format_summary", "prepare_dataset"]
@@ -103,6 +105,17 @@ def _merge_masks(sample: Sample, root: Path, out_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(merged).save(target)
     return target
+
+
+def _fingerprints(path: Path) -> tuple[str, str]:
+    """(exact content hash, near-duplicate hash) of an image; a cine DICOM is fingerprinted by frame 0.
+
+    Raises ``ValueError`` naming the file when it cannot be decoded, so a bad file stops preparation."""
+    from hermes_monai.data.reader import UltrasoundReader
+
+    pixels = UltrasoundReader(frame=0, modalities=None).load(path).array
+    exact = content_hash(path) if is_dicom_file(path) else content_hash(path, pixels)
+    return exact, near_hash(pixels)
 
 
 class _UnionFind:
@@ -179,14 +192,15 @@ def prepare_dataset(
             if s.masks and s.cls is None:
                 raise LayoutError(f"{s.image}: has a mask but no class while the dataset has classes")
 
-    hashes = [content_hash(s.image) for s in kept]
+    hashes = [_fingerprints(s.image) for s in kept]
     uf = _UnionFind(len(kept))
     first_of: dict[str, int] = {}
     for i, s in enumerate(kept):
-        for key in ([f"patient:{s.patient}"] if s.patient else []) + [f"hash:{hashes[i]}"]:
+        exact, near = hashes[i]
+        for key in ([f"patient:{s.patient}"] if s.patient else []) + [f"hash:{exact}", f"near:{near}"]:
             j = first_of.setdefault(key, i)
             uf.union(i, j)
-    duplicate_groups = sum(1 for n in Counter(hashes).values() if n > 1)
+    duplicate_groups = sum(1 for n in Counter(near for _, near in hashes).values() if n > 1)
     records = [
         Record(
             key=str(s.image),
@@ -260,5 +274,7 @@ def format_summary(result: PrepareResult) -> str:
     for what, n in result.dropped.items():
         lines.append(f"dropped: {n} image(s) of {what}")
     if result.duplicate_groups:
-        lines.append(f"{result.duplicate_groups} set(s) of identical images kept together in one split")
+        lines.append(
+            f"{result.duplicate_groups} set(s) of identical or near-identical images kept in one split"
+        )
     return "\n".join(lines)

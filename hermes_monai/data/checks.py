@@ -13,7 +13,8 @@ an empty mask in a lesion class; a class that is not an integer in ``[0, num_cls
 class where the split's other entries have one; an image in two splits, by path or by content.
 
 Warnings (reported once per file, never fatal): a mask whose stored values are not binary (the values
-found are listed; every value > 0 is taken as lesion), an empty mask of an entry without a class.
+found are listed; every value > 0 is taken as lesion), an empty mask of an entry without a class, an
+image whose :func:`near_hash` equals that of an image in another split (a likely near-duplicate).
 
 Messages name files and reasons only: nothing from a DICOM header (patient, UIDs) is printed.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from hermes_monai.data.layouts import is_dicom_file
 
@@ -38,6 +40,7 @@ __all__ = [
     "Problem",
     "check_datalist",
     "content_hash",
+    "near_hash",
     "format_problems",
     "validate_datalist",
 ]
@@ -84,6 +87,18 @@ def content_hash(path: str | os.PathLike, pixels: np.ndarray | None = None) -> s
     h.update(str(arr.shape).encode())
     h.update(arr.tobytes())
     return h.hexdigest()
+
+
+def near_hash(pixels: np.ndarray) -> str:
+    """A 64-bit difference hash of a grey image (block means on an 8 x 9 grid, then "is each block brighter
+    than its left neighbour"): the same for a picture re-encoded, rescaled or slightly re-toned, so BUSI's
+    near-duplicates share it. Only the first frame of a stack is used."""
+    arr = np.asarray(pixels, dtype=np.float32)
+    while arr.ndim > 2:
+        arr = arr[0]
+    small = np.asarray(Image.fromarray(arr, mode="F").resize((9, 8), Image.Resampling.BOX))
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
 
 
 def _raw_mask_values(path: Path) -> np.ndarray:
@@ -160,6 +175,7 @@ def check_datalist(
     reader = UltrasoundReader(**dict(reader_kwargs or {}))
     seen_path: dict[str, str] = {}
     seen_hash: dict[str, tuple[str, str]] = {}
+    seen_near: dict[str, tuple[str, str]] = {}
     checked_masks: set[str] = set()
     for split, entries in splits.items():
         has_class = any(isinstance(e, Mapping) and "class" in e for e in entries)
@@ -183,6 +199,16 @@ def check_datalist(
                 continue
             digest = content_hash(image, img.array)
             other = seen_hash.setdefault(digest, (split, image))
+            near = seen_near.setdefault(near_hash(img.array), (split, image))
+            if other[0] == split and near[0] != split:
+                problems.append(
+                    Problem(
+                        image,
+                        f"looks like a near-duplicate of {near[1]} (split '{near[0]}'): check that they are "
+                        "different pictures",
+                        "warning",
+                    )
+                )
             if other[0] != split:
                 problems.append(
                     Problem(

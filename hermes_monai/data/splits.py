@@ -3,7 +3,7 @@
 :func:`assign_splits` takes one record per image (its class index or None, whether it has a mask, a
 group key, and a split fixed by the dataset) and returns the split of each record:
 
-1. records sharing a group (same patient, or the same image content) form one unit that is never cut;
+1. records sharing a group (same patient, or (nearly) the same picture) form one unit that is never cut;
 2. per class (stratum), the units are shuffled by one ``numpy`` generator seeded with ``seed`` and
    taken in that order: ``test_fraction`` of the stratum's images to ``test`` (unless the dataset
    fixes its own test split), then ``val_fraction`` of the remaining train part to ``validation``,
