@@ -340,6 +340,8 @@ def _read_dicom(
         ds = pydicom.dcmread(path, force=True)
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for broken files
         raise _DecodeError(f"not a readable DICOM file ({err or type(err).__name__})") from err
+    if not _is_dicom_file(path) and "SOPClassUID" not in ds and "PixelData" not in ds:
+        raise _DecodeError("not a DICOM file (no DICM preamble, no image elements)")
     sop = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", "") or "").upper()
     if sop == SEG_SOP_CLASS or modality == "SEG":
