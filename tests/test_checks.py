@@ -21,6 +21,7 @@ from PIL import Image
 
 from hermes_monai.data import DatasetError, LoadUltrasoundd, check_datalist, resolve_datalist
 from hermes_monai.data.checks import Problem
+from hermes_monai.data.prepare import prepare_on_first_use
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,23 +201,18 @@ def test_empty_dataset_dir_is_named(tmp_path: Path) -> None:
 
 
 def test_read_only_dataset_dir_prepared_under_bundle_data(tmp_path: Path) -> None:
-    root = busi(tmp_path / "busi", {"benign": 8, "malignant": 8})
-    for p in [root.parent, root, *root.iterdir()]:
-        p.chmod(0o555)
-    try:
-        path = Path(
-            resolve_datalist(
-                tmp_path / "busi", None, tmp_path / "bundle" / "data" / "synthetic", num_cls_classes=2
-            )
-        )
-    finally:
-        for p in [root.parent, root, *root.iterdir()]:
-            p.chmod(0o755)
-    if not (tmp_path / "bundle" / "data" / "prepared").exists():
-        pytest.skip("running as a user that can write to read-only folders (root)")
-    assert path.parent.parent == tmp_path / "bundle" / "data" / "prepared"
+    busi(tmp_path / "busi", {"benign": 8, "malignant": 8})
+    synthetic = tmp_path / "bundle" / "data" / "synthetic"
+    path = prepare_on_first_use(tmp_path / "busi", synthetic, writable=False)
+    assert path is not None and path.parent.parent == tmp_path / "bundle" / "data" / "prepared"
+    assert not (tmp_path / "busi" / "datalist.json").exists()
     data = json.loads(path.read_text())
     assert all(Path(e["image"]).is_absolute() for e in data["labeled"] + data["test"])
+    assert all(Path(e["label"]).is_absolute() for e in data["labeled"] + data["test"])
+    # its absolute paths resolve whatever base folder training uses (there: dataset_dir)
+    assert check_datalist(path, base_dir=tmp_path / "busi", num_cls_classes=2) == []
+    assert prepare_on_first_use(tmp_path / "busi", synthetic, writable=False) == path  # re-used
+    assert prepare_on_first_use(tmp_path, synthetic) is None  # no known layout
 
 
 def test_bundle_trains_on_a_busi_folder(tmp_path: Path) -> None:

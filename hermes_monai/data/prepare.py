@@ -29,15 +29,18 @@ from hermes_monai.data.synthetic import ensure_synthetic_dataset
 PREPARED_DIR = "prepared"
 
 
-def _auto_prepare(dataset_dir: Path, synthetic_dir: Path) -> Path | None:
+def prepare_on_first_use(dataset_dir: Path, synthetic_dir: Path, writable: bool | None = None) -> Path | None:
     """The datalist of a known layout in ``dataset_dir``, prepared now or on an earlier run; None when the
-    folder holds no known layout."""
+    folder holds no known layout. ``writable`` (default: whether ``dataset_dir`` is writable) chooses
+    between ``<dataset_dir>/datalist.json`` and the bundle's ``data/prepared`` folder."""
     from hermes_monai.data.builder import prepare_dataset
     from hermes_monai.data.layouts import detect_layout
 
     if detect_layout(dataset_dir) in (None, "dicom"):
         return None
-    if os.access(dataset_dir, os.W_OK):
+    if writable is None:
+        writable = os.access(dataset_dir, os.W_OK)
+    if writable:
         target, relative = dataset_dir / "datalist.json", True
     else:
         tag = hashlib.sha1(str(dataset_dir.resolve()).encode()).hexdigest()[:8]
@@ -94,7 +97,7 @@ def resolve_datalist(
         else:
             path = Path(dataset_dir) / "datalist.json"  # type: ignore[arg-type]
             if not path.is_file():
-                path = _auto_prepare(Path(dataset_dir), Path(synthetic_dir)) or path  # type: ignore[arg-type]
+                path = prepare_on_first_use(Path(dataset_dir), Path(synthetic_dir)) or path  # type: ignore[arg-type]
         if not path.is_file():
             raise FileNotFoundError(
                 f"datalist not found: {path} (expected JSON with 'labeled', 'unlabeled', 'validation' and "
