@@ -223,7 +223,7 @@ def test_bundle_trains_on_a_busi_folder(tmp_path: Path) -> None:
         sys.executable, "-m", "monai.bundle", "run", "training",
         "--config_file", str(REPO / "bundle" / "configs" / "train.yaml"),
         "--dataset_dir", str(tmp_path / "busi"), "--bundle_root", str(tmp_path / "bundle"),
-        "--max_epochs", "1", "--epoch_length", "2", "--val_interval", "1", "--use_mlflow", "false",
+        "--max_epochs", "1", "--epoch_length", "2", "--val_interval", "1", "--use_mlflow", "False",
         "--labeled_batch_size", "2", "--unlabeled_batch_size", "2", "--image_size", "32",
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
