@@ -158,3 +158,20 @@ def test_bf16_autocast_on_cpu_needs_no_scaler() -> None:
     trainer.run()
     assert trainer.scaler is None  # a GradScaler is only for float16
     assert torch.isfinite(trainer.state.output["loss"])
+
+
+def test_images_without_class_train_segmentation_only() -> None:
+    """Class -1 (unknown, e.g. TN3K or MONAI Label data): the cls loss skips those images."""
+    trainer = _trainer(None, use_consistency=False, epoch_length=1)
+    for batch in trainer.data_loader:
+        batch["class"] = torch.tensor([-1, 1])  # one known class
+    trainer.run()
+    partial = trainer.state.output["loss_cls_l"]
+    assert math.isfinite(partial) and partial > 0
+    trainer = _trainer(None, use_consistency=False, epoch_length=1)
+    for batch in trainer.data_loader:
+        batch["class"] = torch.full((2,), -1)  # none known: no classification signal at all
+    trainer.run()
+    assert trainer.state.output["loss_cls_l"] == 0.0
+    grad = trainer.network.cls.classifier.weight.grad
+    assert grad is None or not grad.any()  # the linear head got no classification gradient

@@ -21,11 +21,13 @@ from hermes_monai.data.datalist import check_disjoint, load_datalist, write_data
 from hermes_monai.data.prepare import data_base_dir, resolve_datalist
 from hermes_monai.data.reader import UltrasoundReader
 from hermes_monai.data.synthetic import CLASS_NAMES, ensure_synthetic_dataset, generate_synthetic_dataset
-from hermes_monai.data.transforms import LoadUltrasoundd, read_ultrasound
+from hermes_monai.data.transforms import UNKNOWN_CLASS, EnsureClassd, LoadUltrasoundd, read_ultrasound
 
 __all__ = [
     "CLASS_NAMES",
+    "UNKNOWN_CLASS",
     "DatasetError",
+    "EnsureClassd",
     "LoadUltrasoundd",
     "StrongAugment",
     "UltrasoundReader",

@@ -36,7 +36,7 @@ from monai.transforms import EnsureChannelFirst, MapTransform
 
 from hermes_monai.data.reader import UltrasoundReader
 
-__all__ = ["LoadUltrasoundd", "read_ultrasound"]
+__all__ = ["UNKNOWN_CLASS", "EnsureClassd", "LoadUltrasoundd", "read_ultrasound"]
 
 
 def read_ultrasound(path: str | os.PathLike, mask: bool = False, **reader_kwargs: Any) -> np.ndarray:
@@ -137,4 +137,29 @@ class LoadUltrasoundd(MapTransform):
                     f"mask {lab.meta['filename_or_obj']} has size (H, W) = {tuple(lab.shape[1:])} but its "
                     f"image {img.meta['filename_or_obj']} has size {tuple(img.shape[1:])}"
                 )
+        return d
+
+
+#: Class index of a labeled image whose class is unknown (segmentation-only data such as TN3K, or
+#: MONAI Label training data): the classification losses and metrics skip it.
+UNKNOWN_CLASS = -1
+
+
+class EnsureClassd(MapTransform):
+    """Give every item a ``class`` entry: the item's own, or :data:`UNKNOWN_CLASS` when it has none.
+
+    Batches then collate whether or not a datalist carries classes (segmentation-only datasets, MONAI
+    Label's image + mask training data); the trainer's classification loss ignores ``-1`` and the
+    evaluation report computes classification metrics over the items with a known class only.
+    """
+
+    def __init__(self, key: str = "class", default: int = UNKNOWN_CLASS) -> None:
+        super().__init__(keys=[key], allow_missing_keys=True)
+        self.key = key
+        self.default = int(default)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if d.get(self.key) is None:
+            d[self.key] = self.default
         return d

@@ -115,6 +115,17 @@ def loggable_output(output: dict) -> dict[str, float]:
     return out
 
 
+def _known_class_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the images whose class is known (target ≥ 0; ``-1`` = unknown, e.g. a
+    segmentation-only dataset); 0, graph-connected, when no image of the batch has a class."""
+    known = target >= 0
+    if bool(known.all()):
+        return F.cross_entropy(logits, target)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[known], target[known])
+
+
 def _cycle(loader: Iterable) -> Iterator:
     """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out.
 
@@ -303,7 +314,7 @@ class HermesTrainer(Trainer):
             lab = {k: v[:n_l] for k, v in pred.items()}
             with record_function("hermes::losses"):
                 loss_seg_l = engine.seg_sup_loss(lab["seg_logits"], y_seg)
-                loss_cls_l = F.cross_entropy(lab["cls_logits"], y_cls)
+                loss_cls_l = _known_class_cross_entropy(lab["cls_logits"], y_cls)
             zero = loss_seg_l.new_zeros(())
             loss_seg_u = loss_cls_u = loss_c_cls = loss_c_seg = loss_itc = zero
             itc_w = contrast_w = 0.0
