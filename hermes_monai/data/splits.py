@@ -106,32 +106,28 @@ def assign_splits(
     def masked(members: list[int]) -> int:
         return sum(records[i].has_mask for i in members)
 
-    train_parts: dict[int | None, list[list[int]]] = {}
-    for c in order:
-        units = shuffled[c]
-        n = sum(masked(u) for u in units)
-        target = 0 if fixed_test else round(test_fraction * n)
+    def take(units: list[list[int]], target: int, split: str) -> list[list[int]]:
+        """Assign whole units to ``split`` until ``target`` masked images are in it; return the rest."""
         taken, rest = 0, []
         for u in units:
             if taken < target:
                 taken += masked(u)
                 for i in u:
-                    out[i] = "test" if records[i].has_mask else None
+                    out[i] = split if records[i].has_mask else None
             else:
                 rest.append(u)
+        return rest
+
+    train_parts: dict[int | None, list[list[int]]] = {}
+    for c in order:
+        units = shuffled[c]
+        n = sum(masked(u) for u in units)
+        rest = take(units, 0 if fixed_test else round(test_fraction * n), "test")
         n_train = sum(masked(u) for u in rest)
         target = round(val_fraction * n_train)
         if val_fraction > 0 and n_train >= 2:
             target = max(1, target)
-        taken, train = 0, []
-        for u in rest:
-            if taken < target:
-                taken += masked(u)
-                for i in u:
-                    out[i] = "validation" if records[i].has_mask else None
-            else:
-                train.append(u)
-        train_parts[c] = train
+        train_parts[c] = take(rest, target, "validation")
 
     counts = [sum(masked(u) for u in train_parts[c]) for c in order]
     wanted = per_class_budget(budget, counts)
