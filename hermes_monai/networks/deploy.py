@@ -149,7 +149,7 @@ class HermesDeployNet(HermesNet):
         """
         b = self.cls.backbone
         stem = torch.relu(b.bn1(b.conv1(x)))
-        empty = x.new_empty(0)
+        empty = x.new_empty([0])
         bn_eps = self.bn_eps
         tensors: list[Tensor] = []
         ints: list[int] = []

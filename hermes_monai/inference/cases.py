@@ -1,0 +1,132 @@
+"""Which files an inference run reads, and which of them it cannot: :func:`find_cases`, :class:`FailureLog`.
+
+``dataset_dir`` (the zoo bundles' name for the input) may be a folder (every image / DICOM file in it,
+recursively, sorted), a datalist JSON (the entries of one split, default ``"test"``, or a plain list
+of ``{"image": ...}`` dicts or paths) or one file. Each file is screened before the run: it must
+decode with the project's loader and, for DICOM, be an image of modality ``US`` — a Segmentation
+(mask-only DICOM), another modality or an unreadable file is recorded in the run's
+:class:`FailureLog` by name and left out, so the rest still finish. At the end
+:meth:`FailureLog.exit_if_any` turns failures into a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from hermes_monai.data.transforms import DICOM_SUFFIXES, RASTER_SUFFIXES, read_ultrasound
+
+__all__ = ["FailureLog", "find_cases", "screen_file"]
+
+logger = logging.getLogger(__name__)
+
+_SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}  # SEG, label map SEG
+
+
+class FailureLog:
+    """The files an inference run could not process: ``{path: reason}``, in the order they failed."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, str] = {}
+
+    def add(self, path: str | os.PathLike, reason: str) -> None:
+        self.failures[os.fspath(path)] = reason
+        logger.error("inference failed for %s: %s", os.fspath(path), reason)
+
+    def __len__(self) -> int:
+        return len(self.failures)
+
+    def exit_if_any(self, total: int | None = None) -> None:
+        """Raise ``SystemExit`` (status 1) listing every failed file, or return when none failed."""
+        if not self.failures:
+            return
+        lines = [f"  {p}: {r}" for p, r in self.failures.items()]
+        of = f" of {total}" if total is not None else ""
+        raise SystemExit(f"inference failed for {len(self.failures)}{of} input file(s):\n" + "\n".join(lines))
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def screen_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be segmented (a sentence), or ``None`` when it can."""
+    p = Path(path)
+    if not p.is_file():
+        return "file not found"
+    if _is_dicom(p):
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+        except Exception as e:  # noqa: BLE001 - any decoding problem is reported, not raised
+            return f"not a readable DICOM file ({e})"
+        sop = str(getattr(ds, "SOPClassUID", ""))
+        modality = str(getattr(ds, "Modality", "") or "")
+        if sop in _SEG_SOP_CLASSES or modality.upper() == "SEG":
+            return "a DICOM Segmentation (mask-only DICOM), not an image"
+        if modality and modality.upper() != "US":
+            return f"DICOM modality {modality!r}, this model reads ultrasound (US) images only"
+    try:
+        read_ultrasound(p)
+    except Exception as e:  # noqa: BLE001
+        return str(e)
+    return None
+
+
+def _datalist_entries(path: Path, split: str) -> list[dict]:
+    data = json.loads(path.read_text())
+    items = data.get(split, []) if isinstance(data, dict) else data
+    base = path.parent
+    out = []
+    for item in items:
+        image = item["image"] if isinstance(item, dict) else item
+        image = Path(image)
+        out.append({"image": str(image if image.is_absolute() else base / image)})
+    return out
+
+
+def find_cases(
+    dataset_dir: str | os.PathLike | None, failures: FailureLog | None = None, split: str = "test"
+) -> list[dict]:
+    """The ``[{"image": path}, ...]`` cases of an inference run, bad files left out (and logged).
+
+    Raises:
+        ValueError: ``dataset_dir`` is not given, does not exist, or holds no file to read.
+    """
+    if dataset_dir is None:
+        raise ValueError(
+            "no input: pass --dataset_dir (a folder of images, a datalist .json or one image file)"
+        )
+    root = Path(dataset_dir)
+    if root.is_dir():
+        suffixes = RASTER_SUFFIXES | DICOM_SUFFIXES
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        cases = [{"image": str(p)} for p in files if p.suffix.lower() in suffixes or _is_dicom(p)]
+    elif root.suffix.lower() == ".json" and root.is_file():
+        cases = _datalist_entries(root, split)
+    elif root.exists():
+        cases = [{"image": str(root)}]
+    else:
+        raise ValueError(f"input {root} does not exist")
+    if not cases:
+        raise ValueError(f"no image or DICOM file found in {root}")
+    log = failures if failures is not None else FailureLog()
+    good = []
+    for case in cases:
+        reason = screen_file(case["image"])
+        if reason is None:
+            good.append(case)
+        else:
+            log.add(case["image"], reason)
+    logger.info("%d input file(s), %d readable", len(cases), len(good))
+    return good
