@@ -289,6 +289,7 @@ class HermesExportNet(nn.Module):
     def __init__(self, net: HermesDeployNet) -> None:
         super().__init__()
         self.net = net
+        self.training = False  # inference only, like the wrapped network
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.net.predict(x)
