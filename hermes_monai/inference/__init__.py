@@ -7,7 +7,7 @@ from hermes_monai.inference.cases import FailureLog, find_cases, screen_file
 from hermes_monai.inference.dicom_seg import full_frame_mask, write_dicom_seg
 from hermes_monai.inference.inferer import HermesInferer, predict_all
 from hermes_monai.inference.overlay import overlay_image, write_overlay
-from hermes_monai.inference.transforms import ClassResultd, SegEntropyd
+from hermes_monai.inference.transforms import ClassResultd, SegEntropyd, ToXYOrderd
 from hermes_monai.inference.writer import PredictionWriter, png_saver
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "HermesInferer",
     "PredictionWriter",
     "SegEntropyd",
+    "ToXYOrderd",
     "find_cases",
     "full_frame_mask",
     "overlay_image",

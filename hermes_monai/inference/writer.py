@@ -1,7 +1,7 @@
 """The ignite handler that writes each case's results next to the masks ``SaveImaged`` writes.
 
 :class:`PredictionWriter` runs after the evaluator's post-processing (``ITERATION_COMPLETED``). For
-every decollated item it reads ``pred`` (the uint8 (H, W) lesion mask at the input's original size),
+every decollated item it reads ``mask`` (the uint8 (H, W) lesion mask at the input's original size),
 ``cls_prob`` and the image meta (``filename_or_obj``, and ``us_crop_box`` when the loader cropped a
 DICOM), and writes, named after the input file's stem:
 
@@ -77,6 +77,7 @@ class PredictionWriter:
         overlay: write the overlay PNG.
         dicom_seg: write a DICOM SEG for DICOM input.
         csv_name: the run's CSV file name.
+        mask_key: the key of the uint8 (H, W) mask, rows first.
     """
 
     def __init__(
@@ -87,7 +88,9 @@ class PredictionWriter:
         overlay: bool = True,
         dicom_seg: bool = True,
         csv_name: str = "predictions.csv",
+        mask_key: str = "mask",
     ) -> None:
+        self.mask_key = mask_key
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names)
         self.failures = failures if failures is not None else FailureLog()
@@ -114,7 +117,7 @@ class PredictionWriter:
                 self.failures.add(source or "<unknown input>", f"writing results failed: {e}")
 
     def write_case(self, item: dict, source: str, meta: dict) -> dict[str, Any]:
-        mask = np.asarray(torch.as_tensor(item["pred"]).detach().cpu()).squeeze()
+        mask = np.asarray(torch.as_tensor(item[self.mask_key]).detach().cpu()).squeeze()
         if mask.ndim != 2:
             raise ValueError(f"expected a (H, W) mask, got shape {mask.shape}")
         probs = torch.as_tensor(item["cls_prob"]).float().flatten().tolist()
