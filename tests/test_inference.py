@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +100,10 @@ def inputs(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     (d / "broken.png").write_bytes(b"this is not an image")
     write_us_dicom(d / "ct_slice.dcm", us, sop_class=CTImageStorage, modality="CT")
     write_dicom_seg(us > 128, d / "case_dicom.dcm", d / "mask_only.dcm")
+    cine = pydicom.dcmread(d / "case_dicom.dcm")
+    cine.SOPInstanceUID = generate_uid()
+    cine.set_pixel_data(np.stack([us, us[::-1]]), photometric_interpretation="MONOCHROME2", bits_stored=8)
+    cine.save_as(d / "cine.dcm", enforce_file_format=True)  # a 2-frame loop: which frame? refused
     return {p.stem: p for p in d.iterdir()}
 
 
@@ -120,15 +127,16 @@ def test_folder_run_writes_everything_and_reports_bad_files(
     with pytest.raises(SystemExit) as exc:
         _run(trained_bundle, lesion_checkpoint, folder, tmp_path, save_nifti=True, save_entropy=True)
     message = str(exc.value.code)
-    for bad in ("broken.png", "ct_slice.dcm", "mask_only.dcm"):
+    for bad in ("broken.png", "ct_slice.dcm", "mask_only.dcm", "cine.dcm"):
         assert bad in message
-    assert "modality 'CT'" in message and "Segmentation" in message
+    assert "modality 'CT'" in message and "Segmentation" in message and "ulti-frame" in message
 
     rows = {Path(r["image"]).name: r for r in csv.DictReader(open(tmp_path / "predictions.csv"))}
     assert {n for n, r in rows.items() if r["status"] == "failed"} == {
         "broken.png",
         "ct_slice.dcm",
         "mask_only.dcm",
+        "cine.dcm",
     }
     good = ["case_a.png", "case_wide.png", "case_dicom.dcm"]
     for name in good:
@@ -167,6 +175,33 @@ def test_folder_run_writes_everything_and_reports_bad_files(
 
     hd_seg = hd.seg.segread(tmp_path / "case_dicom_seg.dcm")
     assert hd_seg.get_segment_description(1).SegmentLabel == "lesion"
+
+
+def test_command_line_exit_status(trained_bundle: Path, inputs: dict[str, Path], tmp_path: Path) -> None:
+    """The real CLI: a folder with only bad files ends with status 1 and names them on stderr."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    shutil.copy(inputs["broken"], folder)
+    shutil.copy(inputs["cine"], folder)
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(INFER),
+        "--bundle_root",
+        str(trained_bundle),
+        "--dataset_dir",
+        str(folder),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(INFER.parents[2]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "broken.png" in proc.stderr and "cine.dcm" in proc.stderr
+    assert "inference failed for 2 input file(s)" in proc.stderr
 
 
 def test_single_file_tta_and_sliding_window(
