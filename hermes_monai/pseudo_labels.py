@@ -9,6 +9,10 @@ Given softmax probabilities ``p`` of shape ``(B, C)`` (one prediction per image)
 2. the **certainty** test ``H(p) = −Σ_c p_c log p_c < γ · ln C`` holds (``γ`` comes from
    :func:`hermes_monai.schedules.entropy_ratio`).
 
+What each loss uses (HERMES §4): the unsupervised segmentation loss ignores only the pixels that fail
+**both** tests (:attr:`Selection.mask_any`); the certainty labels of the pixel contrast and the image-level
+losses keep only the elements that pass both (:attr:`Selection.mask`).
+
 Design choices where the specification is silent:
 
 * ``ratio_momentum=m`` switches on an EMA of the class ratio, ``r ← m · r_prev + (1 − m) · r_batch``,
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hermes_monai.overrides import as_bool
+
 __all__ = ["Selection", "DualThresholdSelector"]
 
 IGNORE_INDEX = -1
@@ -41,6 +47,8 @@ class Selection:
     Attributes:
         pseudo_label: ``argmax`` class per element, LongTensor of shape ``(B,)`` or ``(B, *spatial)``.
         mask: BoolTensor of the same shape, True where both tests pass.
+        mask_any: BoolTensor of the same shape, True where at least one test passes (a switched-off
+            test counts as passed, so with one test off this is all True).
         certainty_label: ``pseudo_label`` where ``mask`` else ``-1`` (ignore), same shape.
         thresholds: the class-adaptive thresholds ``τ_c`` used, shape ``(C,)``.
         rate: fraction of selected elements (0.0 for an empty batch).
@@ -48,6 +56,7 @@ class Selection:
 
     pseudo_label: Tensor
     mask: Tensor
+    mask_any: Tensor
     certainty_label: Tensor
     thresholds: Tensor
     rate: float
@@ -84,8 +93,8 @@ class DualThresholdSelector(nn.Module):
         self.num_classes = int(num_classes)
         self.tau_max = float(tau_max)
         self.tau_min = float(tau_min)
-        self.use_confidence = bool(use_confidence)
-        self.use_entropy = bool(use_entropy)
+        self.use_confidence = as_bool(use_confidence, "use_confidence_threshold")
+        self.use_entropy = as_bool(use_entropy, "use_entropy_threshold")
         self.ratio_momentum = ratio_momentum
         self.register_buffer("class_ratio", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
@@ -126,13 +135,16 @@ class DualThresholdSelector(nn.Module):
         confidence, pseudo_label = p.max(dim=1)
         thresholds = self.thresholds_from_ratio(self._ratio(pseudo_label))
 
-        mask = torch.ones_like(pseudo_label, dtype=torch.bool)
-        if self.use_confidence:
-            mask &= confidence > thresholds[pseudo_label]
+        passed = torch.ones_like(pseudo_label, dtype=torch.bool)
+        confident = confidence > thresholds[pseudo_label] if self.use_confidence else passed
         if self.use_entropy:
             entropy = -(p * p.clamp(1e-12, 1.0).log()).sum(dim=1)
-            mask &= entropy < gamma * math.log(self.num_classes)
+            certain = entropy < gamma * math.log(self.num_classes)
+        else:
+            certain = passed
+        mask = confident & certain
+        mask_any = confident | certain
 
         certainty_label = torch.where(mask, pseudo_label, torch.full_like(pseudo_label, IGNORE_INDEX))
         rate = float(mask.float().mean()) if mask.numel() > 0 else 0.0
-        return Selection(pseudo_label, mask, certainty_label, thresholds, rate)
+        return Selection(pseudo_label, mask, mask_any, certainty_label, thresholds, rate)

@@ -41,7 +41,7 @@ def test_shape_dtype_and_clamp_range() -> None:
 
 
 def test_blur_smooths_every_sample() -> None:
-    aug = StrongAugment(jitter_prob=0.0, blur_prob=1.0, blur_sigma=(0.8, 2.0))
+    aug = StrongAugment(jitter_prob=0.0, blur_prob=1.0, blur_sigma=(0.8, 2.0), blur_reference_size=None)
     x = torch.rand(5, 1, 32, 32, generator=_gen(0))
     y = aug(x, generator=_gen(3))
     assert torch.all(_hf_energy(y) < 0.5 * _hf_energy(x))
@@ -91,7 +91,7 @@ def test_forced_brightness_and_contrast() -> None:
 
 
 def test_gaussian_kernel_matches_formula() -> None:
-    aug = StrongAugment(blur_sigma=(0.1, 2.0), clamp=None)
+    aug = StrongAugment(blur_sigma=(0.1, 2.0), blur_reference_size=None, clamp=None)
     assert aug.kernel_size == 13  # 2 * ceil(3 * 2.0) + 1
     k = aug.gaussian_kernels(torch.tensor([1.0, 0.0]))
     assert k.shape == (2, 13)
@@ -107,6 +107,24 @@ def test_gaussian_kernel_matches_formula() -> None:
     assert math.isclose(float(out[0, 0, 15, 15]), (1 / norm) ** 2, rel_tol=1e-5)
     assert math.isclose(float(out[0, 0, 15, 16]), math.exp(-0.5) / norm**2, rel_tol=1e-5)
     assert math.isclose(float(out.sum()), 1.0, rel_tol=1e-5)
+
+
+def test_blur_sigma_scales_with_image_size() -> None:
+    """HERMES §3: sigma in [0.1, 2] * S / 224 px; the kernel follows the scaled bound."""
+    aug = StrongAugment(jitter_prob=0.0, blur_prob=1.0)
+    assert aug.sigma_range(224) == (0.1, 2.0)
+    lo, hi = aug.sigma_range(96)
+    assert math.isclose(lo, 0.1 * 96 / 224) and math.isclose(hi, 2.0 * 96 / 224)  # 0.0429, 0.857
+    assert aug.kernel_size_for(224) == 13 and aug.kernel_size_for(96) == 7  # 2 * ceil(3 * 0.857) + 1
+    for size in (96, 224):
+        s = aug.sample_params(500, generator=_gen(4), image_size=size)["sigma"]
+        assert float(s.min()) >= 0.1 * size / 224 and float(s.max()) <= 2.0 * size / 224
+        assert float(s.max()) > 0.9 * 2.0 * size / 224  # the bound is reached, not just respected
+    # the same draw blurs a 96 px image less than an unscaled augmenter would
+    x = torch.rand(6, 1, 96, 96, generator=_gen(0))
+    scaled = aug(x, generator=_gen(7))
+    unscaled = StrongAugment(jitter_prob=0.0, blur_prob=1.0, blur_reference_size=None)(x, generator=_gen(7))
+    assert torch.all(_hf_energy(scaled) > _hf_energy(unscaled))
 
 
 def test_constant_image_survives_blur_and_tiny_images_work() -> None:
@@ -132,7 +150,7 @@ def test_per_sample_independence() -> None:
 
     # identical images in one batch get different strong views
     x = torch.rand(1, 1, 24, 24, generator=_gen(0)).expand(4, 1, 24, 24).contiguous()
-    y = StrongAugment(jitter_prob=0.0, blur_prob=1.0)(x, generator=_gen(9))
+    y = StrongAugment(jitter_prob=0.0, blur_prob=1.0, blur_reference_size=None)(x, generator=_gen(9))
     energy = _hf_energy(y)
     assert energy.unique().numel() == 4
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hermes_monai.engines import LOSS_TERMS, MONITOR_KEYS, HermesTrainer, loggable_output
+from hermes_monai.engines.trainer import GRAD_TERMS
 from hermes_monai.losses import ImageContrastLoss, PixelContrastLoss
 from hermes_monai.networks import HermesNet
 
@@ -71,24 +72,56 @@ def test_loss_is_the_weighted_sum_of_its_terms() -> None:
     trainer.run()
     o = trainer.state.output
     w = trainer.weights
+    c = o["contrast_weight"]
+    assert c == 1.0  # no warm-up, no ramp
     cls = w["cls_total"] * (
-        o["loss_cls_l"] + w["cls_unsup"] * o["loss_cls_u"] + w["cls_contrast"] * o["loss_contrast_cls"]
+        o["loss_cls_l"] + w["cls_unsup"] * o["loss_cls_u"] + w["cls_contrast"] * c * o["loss_contrast_cls"]
     )
-    seg = (
-        w["seg_total"]
-        * (o["loss_seg_l"] + w["seg_unsup"] * o["loss_seg_u"] + w["seg_contrast"] * o["loss_contrast_seg"])
-        + o["itc_weight"] * o["loss_itc"]
-    )
+    unsup_and_contrast = w["seg_unsup"] * o["loss_seg_u"] + w["seg_contrast"] * c * o["loss_contrast_seg"]
+    seg = w["seg_total"] * (o["loss_seg_l"] + unsup_and_contrast) + o["itc_weight"] * o["loss_itc"]
     assert o["loss_cls"] == pytest.approx(cls, rel=1e-5)
     assert o["loss_seg"] == pytest.approx(seg, rel=1e-5)
     assert float(o["loss"]) == pytest.approx(cls + seg, rel=1e-5)
 
 
 def test_contrast_terms_wait_for_warmup() -> None:
-    trainer = _trainer(_unlabeled(1), contrast_warmup=5, epoch_length=1)
+    trainer = _trainer(_unlabeled(1), contrast_warmup=0.5, epoch_length=1)  # T = 1: t = 0 < 0.5 T
     trainer.run()
     assert trainer.state.output["loss_contrast_seg"] == 0.0
     assert trainer.state.output["loss_contrast_cls"] == 0.0
+    assert trainer.state.output["contrast_weight"] == 0.0
+    with pytest.raises(ValueError, match="warmup"):
+        _trainer(_unlabeled(1), contrast_warmup=5)  # a fraction of T, not an iteration count
+
+
+def test_gradient_shares_are_measured_without_changing_training() -> None:
+    def run(**kw) -> HermesTrainer:
+        trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=1, **kw)
+        trainer.run()
+        return trainer
+
+    monitored, plain = run(grad_monitor_interval=1), run()
+    out = monitored.state.output
+    # the reference term against itself; detached features (the default): the cls loss puts exactly zero
+    # gradient on the seg encoder
+    assert out["grad_norm_seg_l"] > 0 and out["grad_cos_seg_l"] == pytest.approx(1.0, abs=1e-5)
+    assert out["grad_norm_cls_l"] == 0.0 and out["grad_norm_cls_u"] == 0.0
+    assert out["grad_norm_contrast_seg"] > 0 and -1.0 <= out["grad_cos_contrast_seg"] <= 1.0
+    assert {k for k in loggable_output(out) if k.startswith("grad_")} == {
+        f"grad_{kind}_{t.removeprefix('loss_')}" for kind in ("norm", "cos") for t in GRAD_TERMS
+    }
+    assert not any(k.startswith("grad_") for k in plain.state.output)
+    # measuring reads gradients with autograd.grad only: the step is the same as without the monitor
+    for a, b in zip(monitored.network.state_dict().values(), plain.network.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_attached_features_let_the_cls_loss_reach_the_seg_encoder() -> None:
+    torch.manual_seed(0)
+    trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=1, grad_monitor_interval=1)
+    trainer.network.cls.detach_seg = False  # the ablation switch (detach_seg_features: false)
+    trainer.run()
+    assert trainer.state.output["grad_norm_cls_l"] > 0
 
 
 def test_supervised_only_has_no_unlabeled_terms() -> None:
@@ -125,3 +158,20 @@ def test_bf16_autocast_on_cpu_needs_no_scaler() -> None:
     trainer.run()
     assert trainer.scaler is None  # a GradScaler is only for float16
     assert torch.isfinite(trainer.state.output["loss"])
+
+
+def test_images_without_class_train_segmentation_only() -> None:
+    """Class -1 (unknown, e.g. TN3K or MONAI Label data): the cls loss skips those images."""
+    trainer = _trainer(None, use_consistency=False, epoch_length=1)
+    for batch in trainer.data_loader:
+        batch["class"] = torch.tensor([-1, 1])  # one known class
+    trainer.run()
+    partial = trainer.state.output["loss_cls_l"]
+    assert math.isfinite(partial) and partial > 0
+    trainer = _trainer(None, use_consistency=False, epoch_length=1)
+    for batch in trainer.data_loader:
+        batch["class"] = torch.full((2,), -1)  # none known: no classification signal at all
+    trainer.run()
+    assert trainer.state.output["loss_cls_l"] == 0.0
+    grad = trainer.network.cls.classifier.weight.grad
+    assert grad is None or not grad.any()  # the linear head got no classification gradient

@@ -44,6 +44,15 @@ def test_hd95_of_shifted_square() -> None:
     assert m["hd95_count"] == 1
 
 
+def test_unknown_classes_are_left_out_of_classification_metrics() -> None:
+    seg = _onehot(torch.zeros(3, 4, 4, dtype=torch.long))
+    probs = torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]])
+    m = compute_metrics(seg, seg, probs, torch.tensor([1, -1, 0]))  # the middle image has no class
+    assert m["num_classified"] == 2 and m["accuracy"] == 1.0 and m["auc"] == 1.0
+    none = compute_metrics(seg, seg, probs, torch.full((3,), -1))
+    assert none["num_classified"] == 0 and "accuracy" not in none
+
+
 def test_classification_metrics() -> None:
     seg = _onehot(torch.ones(4, 2, 2))
     p1 = torch.tensor([0.9, 0.2, 0.6, 0.4])

@@ -34,6 +34,22 @@ def test_seg_supervised_loss_hand_value():
     assert loss_fn(logits, target[:, None].float()).item() == pytest.approx(0.423287, abs=1e-5)
 
 
+def test_seg_supervised_loss_equals_hand_written_dice_ce():
+    """The DiceCELoss weights reproduce (0.5 * CE + Dice_fg) / 2 on random logits and masks."""
+    from monai.losses import DiceLoss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 2, 8, 8, generator=g)
+    target = (torch.rand(3, 1, 8, 8, generator=g) > 0.6).long()
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0])
+    dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True)(logits, target)
+    expected = (0.5 * ce + dice) / 2
+    assert SegSupervisedLoss()(logits, target).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert SegSupervisedLoss(ce_weight=1.0)(logits, target).item() == pytest.approx(
+        ((ce + dice) / 2).item(), abs=1e-6
+    )
+
+
 def test_masked_cross_entropy_hand_value():
     # sample 0: logits (0, 0), target 0 -> CE = ln 2 = 0.693147
     # sample 1: logits (0, ln 3), target 1 -> p = 3/4 -> CE = -ln 0.75 = 0.287682
@@ -111,6 +127,11 @@ def test_supcon_hand_value():
         v, labels, v, labels, 1.0, anchor_mask=torch.tensor([1, 0, 1]).bool()
     )
     assert masked.item() == pytest.approx(0.313262, abs=1e-5)
+    # averaged over all three anchors instead of the one that contributes: 0.313262 / 3
+    over_all = supervised_contrastive_loss(
+        v, labels, v, labels, 1.0, anchor_mask=torch.tensor([1, 0, 1]).bool(), mean_over="all"
+    )
+    assert over_all.item() == pytest.approx(0.104421, abs=1e-5)
 
 
 def test_supcon_external_contrast_set():
@@ -163,7 +184,9 @@ def test_image_contrast_loss_uses_and_fills_queue():
     mask = torch.tensor([True, True, False, True, True, False])
     # empty queue: same as plain SupCon on the batch with the anchor mask
     first = loss_fn(feats, labels, mask)
-    expected = supervised_contrastive_loss(feats, labels, feats, labels, 0.5, anchor_mask=mask)
+    expected = supervised_contrastive_loss(
+        feats, labels, feats, labels, 0.5, anchor_mask=mask, mean_over="all"
+    )
     assert first.item() == pytest.approx(expected.item(), abs=1e-6)
     # only the 4 selected embeddings were enqueued, in order
     bank_f, bank_l = loss_fn.queue.get()
@@ -173,7 +196,13 @@ def test_image_contrast_loss_uses_and_fills_queue():
     feats2 = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
     second = loss_fn(feats2, labels, mask)
     expected2 = supervised_contrastive_loss(
-        feats2, labels, torch.cat([feats2, bank_f]), torch.cat([labels, bank_l]), 0.5, anchor_mask=mask
+        feats2,
+        labels,
+        torch.cat([feats2, bank_f]),
+        torch.cat([labels, bank_l]),
+        0.5,
+        anchor_mask=mask,
+        mean_over="all",
     )
     assert second.item() == pytest.approx(expected2.item(), abs=1e-6)
     assert loss_fn.queue.get()[0].shape == (8, 4)

@@ -40,6 +40,23 @@ def test_both_tests_combined():
     assert sel.rate == pytest.approx(0.5)
 
 
+def test_mask_any_rejects_only_elements_failing_both_tests():
+    # pseudo-labels 0,0,0,1,0 -> r = (0.8, 0.2)
+    # tau_0 = 0.95 - 0.45 * 0.2 = 0.86, tau_1 = 0.95 - 0.45 * 0.8 = 0.59
+    # gamma = 0.75: entropy bar 0.75 * ln 2 = 0.5199
+    #   (0.9, 0.1):   conf 0.9 > 0.86 yes, H 0.3251 yes -> both
+    #   (0.85, 0.15): conf no,  H 0.4227 yes            -> one
+    #   (0.8, 0.2):   conf no,  H 0.5004 yes            -> one
+    #   (0.3, 0.7):   conf 0.7 > 0.59 yes, H 0.6109 no  -> one
+    #   (0.55, 0.45): conf no,  H 0.55*0.59784 + 0.45*0.79851 = 0.6881 no -> neither
+    sel = DualThresholdSelector(2)(_probs(0.1, 0.15, 0.2, 0.7, 0.45), gamma=0.75)
+    assert torch.allclose(sel.thresholds, torch.tensor([0.86, 0.59]))
+    assert sel.mask.tolist() == [True, False, False, False, False]
+    assert sel.mask_any.tolist() == [True, True, True, True, False]
+    # a test switched off counts as passed: nothing fails both
+    assert DualThresholdSelector(2, use_entropy=False)(_probs(0.45), gamma=0.0).mask_any.all()
+
+
 def test_entropy_test_alone():
     # bar = 0.75 * ln 2 = 0.5199
     # H(0.9,0.1) = 0.9*0.10536 + 0.1*2.30259 = 0.3251 -> pass

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hermes_monai.schedules import consistency_weight, entropy_ratio, sigmoid_rampup
+from hermes_monai.schedules import consistency_weight, contrast_weight, entropy_ratio, sigmoid_rampup
 
 
 def test_sigmoid_rampup_points():
@@ -31,13 +31,31 @@ def test_entropy_ratio_endpoints():
     assert entropy_ratio(0, 10, start=0.5) == pytest.approx(0.503369, abs=1e-6)
 
 
-def test_consistency_weight():
-    # rampup(0 / 100, 40) = exp(-5)
-    assert consistency_weight(0) == pytest.approx(math.exp(-5))
-    # rampup(2000 / 100 = 20, 40) = exp(-1.25) = 0.2865048
-    assert consistency_weight(2000) == pytest.approx(0.2865048, abs=1e-6)
-    # t/100 = 40 -> 1; weight scales it
-    assert consistency_weight(4000) == pytest.approx(1.0)
-    assert consistency_weight(4000, weight=2.5) == pytest.approx(2.5)
-    # custom scale/length: rampup(30 / 10 = 3, 6) = exp(-1.25)
-    assert consistency_weight(30, scale=10.0, length=6.0) == pytest.approx(0.2865048, abs=1e-6)
+def test_consistency_weight_is_a_fraction_of_t():
+    # default length 4/3 T equals the paper's rampup(t / 100, 40) at T = 3000
+    for t in (0, 500, 2000, 2999):
+        paper = sigmoid_rampup(t / 100, 40)
+        assert consistency_weight(t, 3000) == pytest.approx(paper, rel=1e-9)
+    # same shape for a short run: at the end c = 3/4 -> exp(-5/16) = 0.7316156
+    assert consistency_weight(300, 300) == pytest.approx(0.7316156, abs=1e-6)
+    assert consistency_weight(3000, 3000) == pytest.approx(0.7316156, abs=1e-6)
+    # half-way through a 300-iteration run: c = 150 / 400 = 0.375
+    # -> exp(-5 * 0.625^2) = exp(-1.953125) = 0.1418302
+    assert consistency_weight(150, 300) == pytest.approx(0.1418302, abs=1e-6)
+    # weight scales; length 1 reaches the full weight at T
+    assert consistency_weight(40, 40, weight=2.5, length=1.0) == pytest.approx(2.5)
+
+
+def test_contrast_weight_warmup_then_ramp():
+    # warm-up 0.1 of T=200 -> off for t < 20
+    assert contrast_weight(0, 200, warmup=0.1, rampup=0.2) == 0.0
+    assert contrast_weight(19, 200, warmup=0.1, rampup=0.2) == 0.0
+    # at the switch-on: rampup(0, 40) = exp(-5)
+    assert contrast_weight(20, 200, warmup=0.1, rampup=0.2) == pytest.approx(math.exp(-5))
+    # half-way up the ramp: rampup(20, 40) = exp(-1.25)
+    assert contrast_weight(40, 200, warmup=0.1, rampup=0.2) == pytest.approx(0.2865048, abs=1e-6)
+    assert contrast_weight(60, 200, warmup=0.1, rampup=0.2) == pytest.approx(1.0)
+    # no ramp: a step at the warm-up
+    assert contrast_weight(20, 200, warmup=0.1, rampup=0.0) == 1.0
+    with pytest.raises(ValueError):
+        contrast_weight(0, 10, warmup=1.5)

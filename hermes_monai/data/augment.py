@@ -12,8 +12,12 @@ Per sample ``i`` of a batch ``x`` (B, C, H, W):
   for a grey image but in a fixed order (brightness, then contrast) so results are reproducible
   from the sampled factors. The spec's saturation (0.5) and hue (0.25) are no-ops on grey input
   and are therefore not implemented.
-* Gaussian blur, applied with probability ``blur_prob``: ``sigma_i ~ U[sigma_min, sigma_max]``;
-  one odd kernel size ``k = 2 * ceil(3 * sigma_max) + 1`` for the whole batch, a (B, k) batch
+* Gaussian blur, applied with probability ``blur_prob``: ``sigma_i ~ U[sigma_min, sigma_max] · S / S_ref``
+  for images of side ``S = min(H, W)`` (HERMES §3: the range ``[0.1, 2]`` px is meant for
+  ``S_ref = 224``; a 96 px image gets ``[0.043, 0.86]``, the same blur relative to the anatomy, where
+  the unscaled range would wipe out a small lesion's border); ``blur_reference_size=None`` keeps the
+  range in pixels. One odd kernel size ``k = 2 * ceil(3 * sigma_max · S / S_ref) + 1`` for the whole
+  batch, a (B, k) batch
   of 1D kernels (a unit impulse for samples not blurred), applied separably (rows, then
   columns) with one grouped ``conv2d`` each and reflect padding (replicate padding when the
   image is too small for reflect). No Python loop over samples.
@@ -48,6 +52,7 @@ class StrongAugment(nn.Module):
         jitter_prob: float = 0.8,
         blur_prob: float = 0.5,
         blur_sigma: tuple[float, float] = (0.1, 2.0),
+        blur_reference_size: float | None = 224.0,
         clamp: tuple[float, float] | None = (0.0, 1.0),
     ) -> None:
         super().__init__()
@@ -61,14 +66,32 @@ class StrongAugment(nn.Module):
         self.contrast = float(contrast)
         self.jitter_prob = float(jitter_prob)
         self.blur_prob = float(blur_prob)
+        if blur_reference_size is not None and blur_reference_size <= 0:
+            raise ValueError(f"blur_reference_size must be positive or None, got {blur_reference_size}")
         self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
+        self.blur_reference_size = None if blur_reference_size is None else float(blur_reference_size)
         self.clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
-        self.kernel_size = 2 * math.ceil(3.0 * self.blur_sigma[1]) + 1
+        self.kernel_size = self.kernel_size_for(None)
+
+    def sigma_range(self, image_size: float | None) -> tuple[float, float]:
+        """The blur sigma range in pixels for images of side ``image_size`` (None: the configured range)."""
+        if image_size is None or self.blur_reference_size is None:
+            return self.blur_sigma
+        scale = float(image_size) / self.blur_reference_size
+        return (self.blur_sigma[0] * scale, self.blur_sigma[1] * scale)
+
+    def kernel_size_for(self, image_size: float | None) -> int:
+        """Odd blur kernel size ``2 * ceil(3 * sigma_max) + 1`` for images of side ``image_size``."""
+        return 2 * math.ceil(3.0 * self.sigma_range(image_size)[1]) + 1
 
     def sample_params(
-        self, batch_size: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+        image_size: float | None = None,
     ) -> dict[str, Tensor]:
-        """Draw per-sample factors.
+        """Draw per-sample factors; ``image_size`` (the side S) scales the blur sigma range.
 
         Returns:
             ``brightness`` (B,), ``contrast`` (B,): multiplicative factors, exactly 1 where jitter
@@ -82,7 +105,7 @@ class StrongAugment(nn.Module):
         fb = uniform(1.0 - self.brightness, 1.0 + self.brightness)
         fc = uniform(1.0 - self.contrast, 1.0 + self.contrast)
         blur = torch.rand(batch_size, generator=generator, device=device) < self.blur_prob
-        sigma = uniform(*self.blur_sigma)
+        sigma = uniform(*self.sigma_range(image_size))
         one = torch.ones_like(fb)
         return {
             "brightness": torch.where(jitter, fb, one),
@@ -93,9 +116,11 @@ class StrongAugment(nn.Module):
     def _clamp(self, x: Tensor) -> Tensor:
         return x if self.clamp is None else x.clamp(*self.clamp)
 
-    def gaussian_kernels(self, sigma: Tensor) -> Tensor:
-        """(B,) sigmas -> (B, k) normalised 1D Gaussian kernels; sigma <= 0 gives a unit impulse."""
-        half = self.kernel_size // 2
+    def gaussian_kernels(self, sigma: Tensor, kernel_size: int | None = None) -> Tensor:
+        """(B,) sigmas -> (B, k) normalised 1D Gaussian kernels; sigma <= 0 gives a unit impulse.
+
+        ``k`` is ``kernel_size`` (default :attr:`kernel_size`, that of the configured sigma range)."""
+        half = (self.kernel_size if kernel_size is None else int(kernel_size)) // 2
         t = torch.arange(-half, half + 1, device=sigma.device, dtype=torch.float32)
         s = sigma.to(torch.float32).clamp_min(1e-6)[:, None]
         kernels = torch.exp(-0.5 * (t[None, :] / s) ** 2)
@@ -118,10 +143,10 @@ class StrongAugment(nn.Module):
 
         # Always convolve (unit impulse where sigma == 0, which is exact): avoids a host sync on GPU.
         sigma = params["sigma"].to(x.device)
-        k = self.kernel_size
+        k = self.kernel_size_for(min(h, w))
         pad = k // 2
         mode = "reflect" if pad < min(h, w) else "replicate"
-        kernels = self.gaussian_kernels(sigma).repeat_interleave(c, dim=0)  # (B*C, k)
+        kernels = self.gaussian_kernels(sigma, k).repeat_interleave(c, dim=0)  # (B*C, k)
         y = x.reshape(1, b * c, h, w)
         y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode=mode), kernels.view(b * c, 1, 1, k), groups=b * c)
         y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode=mode), kernels.view(b * c, 1, k, 1), groups=b * c)
@@ -134,5 +159,5 @@ class StrongAugment(nn.Module):
 
         Returns a plain ``torch.Tensor`` of the same shape and dtype (MetaTensor metadata is dropped).
         """
-        params = self.sample_params(x.shape[0], x.device, generator)
+        params = self.sample_params(x.shape[0], x.device, generator, image_size=min(x.shape[-2:]))
         return self.apply(x, params)

@@ -55,7 +55,7 @@ __all__ = ["generate_synthetic_dataset", "ensure_synthetic_dataset", "render_cas
 
 CLASS_NAMES: tuple[str, str] = ("benign", "malignant")
 GENERATOR_NAME = "hermes_monai.data.synthetic"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS: tuple[str, ...] = ("labeled", "unlabeled", "validation", "test")
 
 # Fan geometry (normalised coordinates, y down): apex above the image, 50 deg half-angle; at
@@ -66,27 +66,34 @@ _R_MAX = 1.35  # boundary radius clip (relative to the ellipse), bounds the lesi
 
 
 def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
-    """Draw the lesion/cue parameters for one case of class ``cls`` (0 benign, 1 malignant)."""
+    """Draw the lesion/cue parameters for one case of class ``cls`` (0 benign, 1 malignant).
+
+    Every cue overlaps between the classes: about a third of the cases of each class are drawn
+    from the other class's typical range for each cue independently, so no single cue decides.
+    """
+
+    def typical(p: float) -> bool:
+        return bool(rng.random() < p)
+
     width = rng.uniform(0.12, 0.30)
     a = width / 2
-    if cls == 0:
-        aspect = rng.uniform(0.45, 0.9) if rng.random() < 0.85 else rng.uniform(0.9, 1.15)
-        irregular = rng.random() < 0.15
-        level = rng.uniform(0.04, 0.09) if irregular else rng.uniform(0.0, 0.035)
-        harmonics = np.arange(2, 6)
-        n_spikes = int(rng.integers(1, 3)) if irregular else 0
-        spike_amp = (0.05, 0.15)
-        margin = rng.uniform(0.01, 0.04) if rng.random() < 0.9 else rng.uniform(0.04, 0.09)
-        posterior = rng.uniform(0.3, 0.7) if rng.random() < 0.85 else rng.uniform(-0.15, 0.1)
-    else:
-        aspect = rng.uniform(0.85, 1.4) if rng.random() < 0.8 else rng.uniform(0.6, 0.9)
-        round_ = rng.random() < 0.2
-        level = rng.uniform(0.01, 0.05) if round_ else rng.uniform(0.06, 0.14)
-        harmonics = np.arange(2, 8)
-        n_spikes = int(rng.integers(0, 3)) if round_ else int(rng.integers(3, 10))
-        spike_amp = (0.05, 0.15) if round_ else (0.15, 0.45)
-        margin = rng.uniform(0.06, 0.16) if rng.random() < 0.8 else rng.uniform(0.02, 0.06)
-        posterior = rng.uniform(-0.55, -0.2) if rng.random() < 0.8 else rng.uniform(-0.1, 0.15)
+    # (benign, malignant) typical ranges; a case takes its class's range with probability p_typ
+    p_typ = 0.7
+    mal = cls == 1
+    own = typical(p_typ)
+    aspect = rng.uniform(0.85, 1.35) if (mal == own) else rng.uniform(0.45, 0.95)
+    own = typical(p_typ)
+    irregular = mal == own
+    level = rng.uniform(0.05, 0.12) if irregular else rng.uniform(0.0, 0.04)
+    harmonics = np.arange(2, 8)
+    n_spikes = int(rng.integers(2, 8)) if irregular else int(rng.integers(0, 2))
+    spike_amp = (0.12, 0.4) if irregular else (0.04, 0.12)
+    own = typical(p_typ)
+    margin = rng.uniform(0.05, 0.14) if (mal == own) else rng.uniform(0.01, 0.05)
+    own = typical(p_typ)
+    posterior = rng.uniform(-0.6, -0.15) if (mal == own) else rng.uniform(0.0, 0.6)
+    own = typical(p_typ)
+    n_calc = int(rng.integers(2, 7)) if (mal == own) else 0  # microcalcifications: bright specks
     b = a * aspect
     return {
         "a": a,
@@ -100,7 +107,38 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
         "spike_kappa": rng.uniform(40.0, 120.0, size=n_spikes),
         "margin": margin,
         "posterior": posterior,
+        "n_calc": n_calc,
+        # lesion/tissue echo amplitude ratio: 30 % of lesions are nearly iso-echoic
+        "contrast": rng.uniform(0.35, 0.7) if rng.random() < 0.3 else rng.uniform(0.06, 0.3),
     }
+
+
+def _psf_speckle(rng: np.random.Generator, amplitude: np.ndarray, px: float) -> np.ndarray:
+    """Envelope of scatterers convolved with an ultrasound point-spread function.
+
+    ``amplitude`` (S, S) is the local echo amplitude. Complex Gaussian scatterers weighted by it are
+    convolved with a separable PSF (axial: Gaussian envelope times a carrier along depth; lateral:
+    wider Gaussian), and the envelope ``|.|`` is returned: fully developed (Rayleigh) speckle with
+    an axially short, laterally long grain, whose mean follows ``amplitude``.
+    """
+    s = amplitude.shape[0]
+    scat = (rng.standard_normal((s, s)) + 1j * rng.standard_normal((s, s))) * amplitude
+    sig_ax, sig_lat = 0.7 * px, 1.6 * px
+    half = int(np.ceil(3 * sig_lat))
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    axial = np.exp(-0.5 * (t / sig_ax) ** 2) * np.exp(1j * 2 * np.pi * t / (3.0 * px))
+    lateral = np.exp(-0.5 * (t / sig_lat) ** 2)
+    f = np.fft.fft2(scat)
+
+    def circular(kernel: np.ndarray) -> np.ndarray:  # centred 1D kernel -> length-S circular kernel
+        out = np.zeros(s, dtype=kernel.dtype)
+        out[: half + 1] += kernel[half:][: s]
+        out[s - half :] += kernel[:half][-s:] if half else kernel[:0]
+        return np.fft.fft(out)
+
+    ky, kx = circular(axial), circular(lateral)
+    env = np.abs(np.fft.ifft2(f * ky[:, None] * kx[None, :]))
+    return env / (np.sqrt(np.sum(np.abs(axial) ** 2) * np.sum(lateral**2)) + 1e-12)
 
 
 def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -119,13 +157,17 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
     y, x = coords[:, None], coords[None, :]  # (S, 1) depth, (1, S) lateral
     px = s / 128.0  # pixel scale so textures look alike at every size
 
-    # --- tissue: layered texture -------------------------------------------------------------
-    streaks = gaussian_filter(rng.standard_normal((s, s)), sigma=(1.2 * px, 10.0 * px), mode="wrap")
+    # --- tissue echogenicity: layers of fat / fibroglandular tissue ----------------------------
+    streaks = gaussian_filter(rng.standard_normal((s, s)), sigma=(1.5 * px, 12.0 * px), mode="wrap")
     streaks /= streaks.std() + 1e-8
     freq, phase = rng.uniform(2.0, 6.0), rng.uniform(0, 2 * np.pi)
     wave = np.sin(2 * np.pi * (freq * y + 0.04 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * x)) + phase)
-    tissue = 0.55 + 0.09 * streaks + 0.07 * wave
-    tissue = tissue + 0.12 * (y < rng.uniform(0.03, 0.07))  # bright skin line
+    tissue = np.clip(0.6 + 0.18 * streaks + 0.12 * wave, 0.15, None)
+    tissue = tissue + 0.5 * (y < rng.uniform(0.03, 0.07))  # bright skin line
+    # dark fat lobules scattered in the tissue: lesion look-alikes
+    blobs = gaussian_filter(rng.standard_normal((s, s)), sigma=6.0 * px, mode="wrap")
+    blobs /= blobs.std() + 1e-8
+    tissue = tissue * np.where(blobs > 1.6, rng.uniform(0.35, 0.7), 1.0)
 
     # --- lesion geometry ---------------------------------------------------------------------
     p = _shape_params(rng, cls)
@@ -150,29 +192,45 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
     rows = np.arange(s)[:, None]
     cols_hit = mask.any(axis=0)
     bottom = np.where(cols_hit, s - 1 - np.argmax(mask[::-1], axis=0), s)  # last lesion row per column
-    ellipse_bottom = (cy + b) * s
-    bottom = np.where(cols_hit, bottom, ellipse_bottom)
+    bottom = np.where(cols_hit, bottom, (cy + b) * s)
     lateral = gaussian_filter1d(cols_hit.astype(np.float64), sigma=1.5 * px)
     below = (rows - bottom[None, :]) / s
-    decay = rng.uniform(0.15, 0.35)
+    decay = rng.uniform(0.2, 0.5)
     band = lateral[None, :] * np.exp(-np.clip(below, 0, None) / decay) / (1 + np.exp(-below * s / (1.5 * px)))
     posterior = 1.0 + p["posterior"] * band
 
-    # --- compose: echo level x speckle x attenuation ------------------------------------------
-    lesion_level = rng.uniform(0.15, 0.45) * 0.55 * (1 + 0.05 * streaks)
-    echo = (tissue * (1 - weight) + lesion_level * weight) * posterior
-    speckle = gaussian_filter(rng.rayleigh(1.0, (s, s)), sigma=(0.5 * px, 0.9 * px), mode="wrap")
-    speckle /= speckle.mean()
-    speckle = 1 + (speckle - 1) * (1 - 0.4 * weight)
-    attenuation = np.exp(-rng.uniform(0.5, 1.1) * y)
-    img = echo * speckle * attenuation * rng.uniform(0.9, 1.2)
+    # --- acoustic shadows from structures above (Cooper's ligaments, ribs): they cross the
+    # lesion and hide parts of its border in about half the images
+    shadow = np.ones((s, s))
+    for _ in range(int(rng.integers(0, 3))):
+        sx = rng.uniform(0.1, 0.9) if rng.random() < 0.5 else cx + rng.uniform(-1, 1) * a
+        sw = rng.uniform(0.02, 0.06)
+        top = rng.uniform(0.05, 0.4)
+        depth_ramp = 1 / (1 + np.exp(-(y - top) * s / (2.0 * px)))
+        shadow *= 1 - rng.uniform(0.4, 0.8) * np.exp(-0.5 * ((x - sx) / sw) ** 2) * depth_ramp
+
+    # --- echo amplitude map, scatterers x PSF, attenuation, log compression ---------------------
+    lesion_amp = p["contrast"] * (1 + 0.1 * streaks)
+    amplitude = (tissue * (1 - weight) + tissue.mean() * lesion_amp * weight) * posterior * shadow
+    if p["n_calc"]:
+        inside = np.flatnonzero(mask)
+        spots = rng.choice(inside, size=min(p["n_calc"], inside.size), replace=False)
+        calc = np.zeros(s * s)
+        calc[spots] = rng.uniform(2.0, 4.0, size=spots.size)
+        amplitude = amplitude + gaussian_filter(calc.reshape(s, s), sigma=0.6 * px) * 2.0
+    attenuation = np.exp(-rng.uniform(0.8, 1.8) * y)  # partly compensated by time-gain control
+    env = _psf_speckle(rng, amplitude * attenuation, px)
+    dyn_range = rng.uniform(40.0, 60.0)  # dB
+    gain = rng.uniform(-6.0, 3.0)  # dB
+    db = 20 * np.log10(env / np.median(env) + 1e-6) + gain
+    img = np.clip((db + dyn_range * 0.6) / dyn_range, 0.0, 1.0)
 
     if rng.random() < 0.5:  # curvilinear probe: dark outside the fan, soft edge
         ax, ay = _FAN_APEX
         angle = np.abs(np.arctan2(x - ax, y - ay))
         img = img / (1 + np.exp((angle - _FAN_HALF_ANGLE) * 60.0))
 
-    image = np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
+    image = np.round(img * 255).astype(np.uint8)
     return image, mask.astype(np.uint8) * 255
 
 

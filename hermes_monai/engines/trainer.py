@@ -10,8 +10,10 @@ an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iterat
    geometry), made on the training device;
 3. image- and pixel-level dual-threshold selection on the weak predictions;
 4. one forward pass with gradient over ``concat(x_labeled, u_s)``;
-5. supervised, unsupervised, contrastive (after ``contrast_warmup`` iterations) and inter-task
-   consistency losses, combined as in HERMES §5 with weights from the config;
+5. supervised, unsupervised, contrastive (off for the first ``contrast_warmup · T`` iterations, then
+   ramped up over ``contrast_rampup · T``) and inter-task consistency (``λ(t) = rampup(t,
+   consistency_rampup · T)``) losses, combined as in HERMES §5 with weights from the config; every
+   schedule is a fraction of the run's T, so short runs keep the paper's shape;
 6. one backward pass of ``L_cls + L_seg`` and a step of both optimisers (seg: Adam; cls: SGD).
    The two totals share no parameters except through IAS and the consistency term, so one
    backward of their sum gives each parameter exactly the gradient two separate backward passes
@@ -26,6 +28,13 @@ losses are computed: the SupOnly baseline.
 (:data:`LOSS_TERMS`), the selection rates and the schedule values (:data:`MONITOR_KEYS`), so
 ``StatsHandler``, ``TensorBoardStatsHandler`` and ``MLFlowHandler`` can log them with
 ``output_transform=hermes_monai.engines.loggable_output``.
+
+**Gradient shares.** Every ``grad_monitor_interval`` iterations the trainer also measures, for each loss
+term as weighted in the total, the norm of its gradient on the shared segmentation encoder
+(``grad_norm_<term>``) and its cosine with the supervised segmentation term's (``grad_cos_<term>``),
+with one extra ``torch.autograd.grad`` per term on the iteration's graph (no parameter ``.grad`` touched).
+This is how the loss weights of a preset are chosen (no term should out-pull the supervised one) and
+what to look at first when semi-supervised training misbehaves.
 
 Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
 (``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``losses``,
@@ -55,8 +64,14 @@ from hermes_monai.losses import (
     inter_task_consistency,
     masked_cross_entropy,
 )
+from hermes_monai.overrides import as_bool
 from hermes_monai.pseudo_labels import DualThresholdSelector
-from hermes_monai.schedules import consistency_weight, entropy_ratio
+from hermes_monai.schedules import (
+    PAPER_CONSISTENCY_RAMPUP,
+    consistency_weight,
+    contrast_weight,
+    entropy_ratio,
+)
 
 LOSS_TERMS = (
     "loss_seg_l",
@@ -69,7 +84,17 @@ LOSS_TERMS = (
     "loss_seg",
     "loss_cls",
 )
-MONITOR_KEYS = ("select_rate_image", "select_rate_pixel", "gamma", "itc_weight")
+MONITOR_KEYS = ("select_rate_image", "select_rate_pixel", "gamma", "itc_weight", "contrast_weight")
+#: Terms whose gradient on the shared segmentation encoder is monitored, with ``loss_seg_l`` the reference.
+GRAD_TERMS = (
+    "loss_seg_l",
+    "loss_seg_u",
+    "loss_contrast_seg",
+    "loss_itc",
+    "loss_cls_l",
+    "loss_cls_u",
+    "loss_contrast_cls",
+)
 
 DEFAULT_WEIGHTS = {
     "cls_total": 1.1,
@@ -85,7 +110,20 @@ DEFAULT_WEIGHTS = {
 def loggable_output(output: dict) -> dict[str, float]:
     """Pick the scalar loss, loss terms and monitors from the trainer output for logging handlers."""
     keys = ("loss", *LOSS_TERMS, *MONITOR_KEYS)
-    return {k: float(output[k]) for k in keys if k in output}
+    out = {k: float(output[k]) for k in keys if k in output}
+    out.update({k: float(v) for k, v in output.items() if k.startswith(("grad_norm_", "grad_cos_"))})
+    return out
+
+
+def _known_class_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the images whose class is known (target ≥ 0; ``-1`` = unknown, e.g. a
+    segmentation-only dataset); 0, graph-connected, when no image of the batch has a class."""
+    known = target >= 0
+    if bool(known.all()):
+        return F.cross_entropy(logits, target)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[known], target[known])
 
 
 def _cycle(loader: Iterable) -> Iterator:
@@ -124,9 +162,12 @@ class HermesTrainer(Trainer):
             switches that term off (ablation).
         strong_augment: builds the strong view from the weak one (default :class:`StrongAugment`).
         use_consistency: switch for the inter-task consistency term.
-        contrast_warmup: iteration from which the contrastive terms are on.
+        contrast_warmup: fraction of T before the contrastive terms switch on.
+        contrast_rampup: fraction of T over which they then ramp up (0: at once).
         weights: loss weights, keys of :data:`DEFAULT_WEIGHTS` (missing keys keep their default).
-        consistency_scale / consistency_length: ``λ(t) = weights['itc'] · rampup(t/scale, length)``.
+        consistency_rampup: ``λ(t) = weights['itc'] · rampup(t, consistency_rampup · T)``.
+        grad_monitor_interval: measure the per-term gradient norms on the seg encoder at every iteration
+            number divisible by it (0: never); a multiple of the logging interval gets them logged.
         entropy_start: γ(0) of the entropy ramp γ(t) = start + (1−start)·rampup(t, T).
         seed: seed of the strong-augmentation and anchor-sampling generators.
         train_handlers, amp, amp_kwargs, non_blocking: as for :class:`monai.engines.SupervisedTrainer`.
@@ -150,10 +191,11 @@ class HermesTrainer(Trainer):
         pixel_contrast: PixelContrastLoss | None = None,
         strong_augment: Callable[..., torch.Tensor] | None = None,
         use_consistency: bool = True,
-        contrast_warmup: int = 0,
+        contrast_warmup: float = 0.1,
+        contrast_rampup: float = 0.0,
         weights: dict[str, float] | None = None,
-        consistency_scale: float = 100.0,
-        consistency_length: float = 40.0,
+        consistency_rampup: float = PAPER_CONSISTENCY_RAMPUP,
+        grad_monitor_interval: int = 0,
         entropy_start: float = 0.75,
         seed: int = 0,
         train_handlers: Sequence | None = None,
@@ -190,11 +232,13 @@ class HermesTrainer(Trainer):
         self.image_contrast = image_contrast
         self.pixel_contrast = pixel_contrast
         self.strong_augment = strong_augment or StrongAugment()
-        self.use_consistency = use_consistency
-        self.contrast_warmup = contrast_warmup
+        self.use_consistency = as_bool(use_consistency, "use_consistency")
+        contrast_weight(0, 1, contrast_warmup, contrast_rampup)  # validates the fractions
+        self.contrast_warmup = float(contrast_warmup)
+        self.contrast_rampup = float(contrast_rampup)
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
-        self.consistency_scale = consistency_scale
-        self.consistency_length = consistency_length
+        self.consistency_rampup = float(consistency_rampup)
+        self.grad_monitor_interval = int(grad_monitor_interval)
         self.entropy_start = entropy_start
         self.seg_sup_loss = SegSupervisedLoss()
         self.seg_unsup_loss = IgnoreDiceLoss()
@@ -270,16 +314,20 @@ class HermesTrainer(Trainer):
             lab = {k: v[:n_l] for k, v in pred.items()}
             with record_function("hermes::losses"):
                 loss_seg_l = engine.seg_sup_loss(lab["seg_logits"], y_seg)
-                loss_cls_l = F.cross_entropy(lab["cls_logits"], y_cls)
+                loss_cls_l = _known_class_cross_entropy(lab["cls_logits"], y_cls)
             zero = loss_seg_l.new_zeros(())
             loss_seg_u = loss_cls_u = loss_c_cls = loss_c_seg = loss_itc = zero
-            itc_w = 0.0
+            itc_w = contrast_w = 0.0
             if semi:
                 unl = {k: v[n_l:] for k, v in pred.items()}
                 with record_function("hermes::losses"):
                     loss_cls_u = masked_cross_entropy(unl["cls_logits"], sel_img.pseudo_label, sel_img.mask)
-                    loss_seg_u = engine.seg_unsup_loss(unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask)
-                if t >= engine.contrast_warmup:
+                    # HERMES §4: only pixels failing both tests are ignored here
+                    loss_seg_u = engine.seg_unsup_loss(
+                        unl["seg_logits"], sel_pix.pseudo_label, sel_pix.mask_any
+                    )
+                contrast_w = contrast_weight(t, big_t, engine.contrast_warmup, engine.contrast_rampup)
+                if contrast_w > 0:
                     with record_function("hermes::contrast"):
                         if engine.image_contrast is not None:
                             loss_c_cls = engine.image_contrast(
@@ -291,20 +339,26 @@ class HermesTrainer(Trainer):
                             loss_c_seg = engine._pixel_contrast_loss(teacher, sel_pix, unl, lab, y_seg)
             if engine.use_consistency:  # on the strong view; on labeled images when there is none (SupOnly)
                 proj = unl if semi else lab
-                itc_w = consistency_weight(
-                    t, engine.weights["itc"], engine.consistency_scale, engine.consistency_length
-                )
+                itc_w = consistency_weight(t, big_t, engine.weights["itc"], engine.consistency_rampup)
                 loss_itc = inter_task_consistency(proj["seg_proj"].float(), proj["cls_proj"].float())
             w = engine.weights
-            loss_cls = w["cls_total"] * (
-                loss_cls_l + w["cls_unsup"] * loss_cls_u + w["cls_contrast"] * loss_c_cls
-            )
-            loss_seg = (
-                w["seg_total"] * (loss_seg_l + w["seg_unsup"] * loss_seg_u + w["seg_contrast"] * loss_c_seg)
-                + itc_w * loss_itc
-            )
+            # each term times its coefficient in the total loss (HERMES §5)
+            weighted = {
+                "loss_seg_l": w["seg_total"] * loss_seg_l,
+                "loss_seg_u": w["seg_total"] * w["seg_unsup"] * loss_seg_u,
+                "loss_contrast_seg": w["seg_total"] * w["seg_contrast"] * contrast_w * loss_c_seg,
+                "loss_itc": itc_w * loss_itc,
+                "loss_cls_l": w["cls_total"] * loss_cls_l,
+                "loss_cls_u": w["cls_total"] * w["cls_unsup"] * loss_cls_u,
+                "loss_contrast_cls": w["cls_total"] * w["cls_contrast"] * contrast_w * loss_c_cls,
+            }
+            loss_cls = sum(weighted[k] for k in ("loss_cls_l", "loss_cls_u", "loss_contrast_cls"))
+            loss_seg = sum(weighted[k] for k in ("loss_seg_l", "loss_seg_u", "loss_contrast_seg", "loss_itc"))
             loss = loss_cls + loss_seg
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        if engine.grad_monitor_interval > 0 and engine.state.iteration % engine.grad_monitor_interval == 0:
+            with record_function("hermes::grad_monitor"):
+                out.update(engine.gradient_shares(weighted))
 
         engine.seg_optimizer.zero_grad(set_to_none=True)
         engine.cls_optimizer.zero_grad(set_to_none=True)
@@ -336,11 +390,55 @@ class HermesTrainer(Trainer):
         )
         out.update({k: float(v.detach()) for k, v in zip(LOSS_TERMS, terms)})
         out["itc_weight"] = itc_w
+        out["contrast_weight"] = contrast_w
         if semi:
             out["select_rate_image"] = sel_img.rate
             out["select_rate_pixel"] = sel_pix.rate
             out["gamma"] = gamma
         engine.state.output = out
+        return out
+
+    def shared_encoder_parameters(self) -> list[torch.nn.Parameter]:
+        """The segmentation encoder's parameters (``network.seg.encoder``; all seg parameters if absent)."""
+        net = getattr(self.network, "module", self.network)  # DDP / DataParallel wrappers
+        seg = getattr(net, "seg", net)
+        return [p for p in getattr(seg, "encoder", seg).parameters() if p.requires_grad]
+
+    def gradient_shares(self, weighted: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Norm of each weighted loss term's gradient on the shared seg encoder, and its cosine with
+        ``loss_seg_l``'s. Terms that do not reach the encoder (zero, or detached) get norm 0 and cosine 0.
+
+        Args:
+            weighted: term name -> scalar loss times its coefficient in the total, graph attached.
+
+        Returns:
+            ``grad_norm_<term>`` and ``grad_cos_<term>`` (without the ``loss_`` prefix) for
+            :data:`GRAD_TERMS`.
+        """
+        params = self.shared_encoder_parameters()
+        grads: dict[str, list[torch.Tensor | None]] = {}
+        for name in GRAD_TERMS:
+            term = weighted.get(name)
+            reaches = term is not None and term.requires_grad
+            grads[name] = (
+                list(torch.autograd.grad(term, params, retain_graph=True, allow_unused=True))
+                if reaches
+                else [None] * len(params)
+            )
+
+        def dot(a: list[torch.Tensor | None], b: list[torch.Tensor | None]) -> float:
+            # parameters a term does not reach (None) contribute 0
+            pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+            return float(sum((x.float() * y.float()).sum() for x, y in pairs))
+
+        ref = grads["loss_seg_l"]
+        ref_norm = dot(ref, ref) ** 0.5
+        out: dict[str, float] = {}
+        for name, g in grads.items():
+            short = name.removeprefix("loss_")
+            norm = dot(g, g) ** 0.5
+            out[f"grad_norm_{short}"] = norm
+            out[f"grad_cos_{short}"] = dot(g, ref) / (norm * ref_norm) if norm > 0 and ref_norm > 0 else 0.0
         return out
 
     def _pixel_contrast_loss(

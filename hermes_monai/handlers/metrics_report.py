@@ -71,6 +71,10 @@ def compute_metrics(
     res["iou_pooled"] = float(inter / (p_sum + t_sum - inter)) if p_sum + t_sum > 0 else math.nan
     if cls_prob is not None and cls_true is not None:
         cls_true = cls_true.long().view(-1)
+        known = cls_true >= 0  # -1: class unknown (segmentation-only data)
+        cls_prob, cls_true = cls_prob[known], cls_true[known]
+        res["num_classified"] = int(known.sum())
+    if cls_prob is not None and cls_true is not None and cls_true.numel() > 0:
         pred = cls_prob.argmax(1)
         pos_t, pos_p = cls_true == positive_class, pred == positive_class
         tp = int((pos_t & pos_p).sum())

@@ -1,11 +1,11 @@
 """Which files an inference run reads, and which of them it cannot: :func:`find_cases`, :class:`FailureLog`.
 
-``dataset_dir`` (the zoo bundles' name for the input) may be a folder (every image / DICOM file in it,
-recursively, sorted), a datalist JSON (the entries of one split, default ``"test"``, or a plain list
-of ``{"image": ...}`` dicts or paths) or one file. Each file is screened before the run: it must
-decode with the project's loader and, for DICOM, be an image of modality ``US`` — a Segmentation
-(mask-only DICOM), another modality or an unreadable file is recorded in the run's
-:class:`FailureLog` by name and left out, so the rest still finish. At the end
+``dataset_dir`` (the zoo bundles' name for the input) may be a folder (every image / DICOM / NIfTI file in
+it, recursively, sorted), a datalist JSON (the entries of one split, default ``"test"``, or a plain list
+of ``{"image": ...}`` dicts or paths) or one file. Each file is screened before the run by a full decode
+with the project's reader (:class:`~hermes_monai.data.UltrasoundReader`), which refuses a Segmentation
+(mask-only DICOM), another modality, a cine loop or an unreadable file; such a file is recorded in the
+run's :class:`FailureLog` by name and left out, so the rest still finish. At the end
 :meth:`FailureLog.exit_if_any` turns failures into a non-zero exit status.
 """
 
@@ -16,14 +16,12 @@ import logging
 import os
 from pathlib import Path
 
-from hermes_monai.data.transforms import DICOM_SUFFIXES, RASTER_SUFFIXES, read_ultrasound
+from hermes_monai.data.reader import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES
+from hermes_monai.data.transforms import read_ultrasound
 
 __all__ = ["FailureLog", "find_cases", "screen_file"]
 
 logger = logging.getLogger(__name__)
-
-_SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"}  # SEG, label map SEG
-
 
 class FailureLog:
     """The files an inference run could not process: ``{path: reason}``, in the order they failed."""
@@ -58,27 +56,20 @@ def _is_dicom(path: Path) -> bool:
         return False
 
 
-def screen_file(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be segmented (a sentence), or ``None`` when it can."""
-    p = Path(path)
-    if not p.is_file():
-        return "file not found"
-    if _is_dicom(p):
-        import pydicom
+def _is_image_name(path: Path) -> bool:
+    name = path.name.lower()
+    return path.suffix.lower() in RASTER_SUFFIXES | DICOM_SUFFIXES or name.endswith(NIFTI_SUFFIXES)
 
-        try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True)
-        except Exception as e:  # noqa: BLE001 - any decoding problem is reported, not raised
-            return f"not a readable DICOM file ({e})"
-        sop = str(getattr(ds, "SOPClassUID", ""))
-        modality = str(getattr(ds, "Modality", "") or "")
-        if sop in _SEG_SOP_CLASSES or modality.upper() == "SEG":
-            return "a DICOM Segmentation (mask-only DICOM), not an image"
-        if modality and modality.upper() != "US":
-            return f"DICOM modality {modality!r}, this model reads ultrasound (US) images only"
+
+def screen_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be segmented (the loader's reason), or ``None`` when it can.
+
+    The check is a full decode with the project's reader, which refuses non-ultrasound DICOM modalities,
+    DICOM Segmentations and files without pixel data, and multi-frame files (cine loops).
+    """
     try:
-        read_ultrasound(p)
-    except Exception as e:  # noqa: BLE001
+        read_ultrasound(path)
+    except Exception as e:  # noqa: BLE001 - any decoding problem is reported, not raised
         return str(e)
     return None
 
@@ -109,9 +100,8 @@ def find_cases(
         )
     root = Path(dataset_dir)
     if root.is_dir():
-        suffixes = RASTER_SUFFIXES | DICOM_SUFFIXES
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-        cases = [{"image": str(p)} for p in files if p.suffix.lower() in suffixes or _is_dicom(p)]
+        cases = [{"image": str(p)} for p in files if _is_image_name(p) or _is_dicom(p)]
     elif root.suffix.lower() == ".json" and root.is_file():
         cases = _datalist_entries(root, split)
     elif root.exists():

@@ -7,16 +7,21 @@ label (itself excluded)::
 
     loss_i = − 1/|P(i)| Σ_{p ∈ P(i)} log( exp(s_ip) / Σ_{a ≠ i} exp(s_ia) )
 
-averaged over the anchors that are in ``anchor_mask`` and have at least one positive. Label −1 matches
+summed over the anchors that are in ``anchor_mask`` and have at least one positive, and divided by their
+number (``mean_over="used"``) or by the number of all anchors (``mean_over="all"``). Label −1 matches
 nothing (such entries are negatives only). The dot products are taken as given: callers pass
 L2-normalised embeddings. Unlike the reference implementation there is no extra
 ``temperature / base_temperature`` factor (it would be 1 at the paper's settings).
 
 :class:`ImageContrastLoss` applies it to the classification embeddings of both views of the unlabeled
 batch, with a :class:`~hermes_monai.losses.memory_bank.FeatureQueue` of past selected embeddings as
-extra contrast entries. Choices where the specification is silent: embeddings are (re-)L2-normalised
-inside (idempotent for the network's normalised output); unselected images stay in the contrast set
-with their pseudo-labels (the selection masks the anchor terms, as in the paper) but are never enqueued.
+extra contrast entries. Each anchor's term is masked by the image-level selection and the sum is
+divided by the number of all anchors (``mean_over="all"``), as the masked pseudo-label cross-entropy is:
+dividing by the selected count instead would give a handful of selected images the full weight of the
+term early in training, when the selection is least reliable. Choices where the specification is
+silent: embeddings are (re-)L2-normalised inside (idempotent for the network's normalised output);
+unselected images stay in the contrast set with their pseudo-labels (the selection masks the anchor
+terms, as in the paper) but are never enqueued.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def supervised_contrastive_loss(
     temperature: float = 0.07,
     anchor_mask: Tensor | None = None,
     self_in_contrast: bool = True,
+    mean_over: str = "used",
 ) -> Tensor:
     """SupCon ("L_out") loss of anchors against a labelled contrast set.
 
@@ -50,11 +56,14 @@ def supervised_contrastive_loss(
         temperature: ``τ``.
         anchor_mask: ``(N,)`` bool, anchors allowed to contribute (default: all).
         self_in_contrast: whether ``contrast[:N]`` is ``anchors``.
+        mean_over: ``"used"`` divides by the anchors that contribute, ``"all"`` by ``N``.
 
     Returns:
         scalar loss; 0 (graph-connected) when no anchor has a positive.
     """
     n, m = anchors.shape[0], contrast.shape[0]
+    if mean_over not in ("used", "all"):
+        raise ValueError(f"mean_over must be 'used' or 'all', got {mean_over!r}")
     if self_in_contrast and m < n:
         raise ValueError(f"self_in_contrast needs the contrast set ({m}) to start with the {n} anchors")
     device = anchors.device
@@ -83,7 +92,8 @@ def supervised_contrastive_loss(
     if anchor_mask is not None:
         use = use & anchor_mask.to(device).bool()
     total = torch.where(use, per_anchor, torch.zeros_like(per_anchor)).sum()
-    return total / use.sum().clamp_min(1).to(total.dtype)
+    count = use.sum() if mean_over == "used" else torch.tensor(n, device=device)
+    return total / count.clamp_min(1).to(total.dtype)
 
 
 class ImageContrastLoss(nn.Module):
@@ -122,7 +132,7 @@ class ImageContrastLoss(nn.Module):
         contrast = torch.cat([features, bank_features.to(features)], dim=0)
         contrast_labels = torch.cat([labels, bank_labels.to(labels.device)], dim=0)
         loss = supervised_contrastive_loss(
-            features, labels, contrast, contrast_labels, self.temperature, anchor_mask=mask
+            features, labels, contrast, contrast_labels, self.temperature, anchor_mask=mask, mean_over="all"
         )
         self.queue.enqueue(features[mask].detach(), labels[mask])
         return loss

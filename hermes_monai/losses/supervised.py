@@ -1,33 +1,38 @@
 """Supervised segmentation loss for the labeled batch (HERMES.md §5): ``L_seg^l = (0.5·CE + Dice_fg) / 2``.
 
-``Dice_fg`` is MONAI's soft Dice on softmax probabilities against the one-hot mask, background excluded
-(per image and class, then averaged — MONAI's defaults). The classification supervised loss is plain
-``torch.nn.CrossEntropyLoss`` and needs no class here.
+That is MONAI's :class:`~monai.losses.DiceCELoss` with ``lambda_ce = 0.25`` and ``lambda_dice = 0.5``:
+soft Dice on softmax probabilities against the one-hot mask, background excluded from the Dice (per
+image and class, then averaged — MONAI's defaults), and cross-entropy over all classes.
+:class:`SegSupervisedLoss` only fixes those weights and accepts ``(B, H, W)`` or ``(B, 1, H, W)``
+targets, integer or float-valued. The classification supervised loss is plain cross-entropy.
 """
 
 from __future__ import annotations
 
 import torch
-from monai.losses import DiceLoss
-from torch import Tensor, nn
+from monai.losses import DiceCELoss
+from torch import Tensor
 
 __all__ = ["SegSupervisedLoss"]
 
 
-class SegSupervisedLoss(nn.Module):
+class SegSupervisedLoss(DiceCELoss):
     """``(ce_weight · CE + Dice_fg) / 2`` on segmentation logits.
 
     Args:
-        ce_weight: weight of the cross-entropy term (paper: 0.5).
+        ce_weight: weight of the cross-entropy term inside the bracket (paper: 0.5).
     """
 
     def __init__(self, ce_weight: float = 0.5) -> None:
-        super().__init__()
-        self.ce_weight = float(ce_weight)
-        self.ce = nn.CrossEntropyLoss()
-        self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True)
+        super().__init__(
+            include_background=False,
+            to_onehot_y=True,
+            softmax=True,
+            lambda_dice=0.5,
+            lambda_ce=float(ce_weight) / 2.0,
+        )
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
         """Args:
             logits: ``(B, C, H, W)`` raw scores.
             target: ``(B, 1, H, W)`` or ``(B, H, W)`` class indices (integer or float-valued).
@@ -35,9 +40,7 @@ class SegSupervisedLoss(nn.Module):
         Returns:
             scalar loss.
         """
-        if target.dim() == logits.dim():
-            target = target[:, 0]
+        if target.dim() == logits.dim() - 1:
+            target = target.unsqueeze(1)
         target = target.round().long() if torch.is_floating_point(target) else target.long()
-        ce = self.ce(logits, target)
-        dice = self.dice(logits, target.unsqueeze(1))
-        return (self.ce_weight * ce + dice) / 2.0
+        return super().forward(logits, target)

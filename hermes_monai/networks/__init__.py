@@ -2,7 +2,7 @@
 
 from hermes_monai.networks.classification import HermesClsNet
 from hermes_monai.networks.deploy import ExportError, HermesDeployNet, HermesExportNet
-from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, load_weights
+from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, create_timm_model
 from hermes_monai.networks.heads import ImageContrastHead, PixelContrastHead, ProjectionMLP
 from hermes_monai.networks.hermes import HermesNet
 from hermes_monai.networks.ias import InterTaskAttention, saliency_map
@@ -21,6 +21,6 @@ __all__ = [
     "PixelContrastHead",
     "ProjectionMLP",
     "create_encoder",
-    "load_weights",
+    "create_timm_model",
     "saliency_map",
 ]

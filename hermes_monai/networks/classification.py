@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm
 import torch
 from torch import Tensor, nn
 
-from hermes_monai.networks.encoders import load_weights
+from hermes_monai.networks.encoders import create_timm_model
 from hermes_monai.networks.heads import ImageContrastHead, ProjectionMLP
 from hermes_monai.networks.ias import InterTaskAttention
 
@@ -42,7 +41,7 @@ class HermesClsNet(nn.Module):
         seg_channels: channels of the seg features that will be passed to ``forward``.
         use_attention: build and apply the four :class:`InterTaskAttention` modules.
         detach_seg: detach the seg features before attention (no cls → seg gradient).
-        weights_path: optional local ResNet-18 checkpoint (see :func:`load_weights`).
+        weights_path: optional local ImageNet ResNet-18 checkpoint (see :func:`create_timm_model`).
 
     Attributes:
         stage_channels: channels of the four stage outputs, (64, 128, 256, 512).
@@ -54,14 +53,12 @@ class HermesClsNet(nn.Module):
         num_classes: int = 2,
         seg_channels: Sequence[int] | None = None,
         use_attention: bool = True,
-        detach_seg: bool = False,
+        detach_seg: bool = True,
         weights_path: str | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = timm.create_model("resnet18", num_classes=0, in_chans=in_channels, pretrained=False)
+        self.backbone = create_timm_model("resnet18", weights_path, num_classes=0, in_chans=in_channels)
         self.backbone.maxpool = nn.Identity()
-        if weights_path is not None:
-            load_weights(self.backbone, weights_path, in_channels)
         self.stages = [self.backbone.layer1, self.backbone.layer2, self.backbone.layer3, self.backbone.layer4]
         self.stage_channels: tuple[int, ...] = tuple(s[-1].conv2.out_channels for s in self.stages)
         feat_dim = self.stage_channels[-1]

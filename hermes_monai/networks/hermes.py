@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from hermes_monai.networks.classification import HermesClsNet
 from hermes_monai.networks.ias import frozen_norm_statistics, saliency_map
 from hermes_monai.networks.segmentation import HermesSegNet
+from hermes_monai.overrides import as_bool
 
 __all__ = ["HermesNet"]
 
@@ -40,7 +41,9 @@ class HermesNet(nn.Module):
         decoder_channels: seg decoder channels at 1/16, 1/8, 1/4, 1/2.
         use_attention: IAS seg → cls switch.
         use_saliency: IAS cls → seg switch.
-        detach_seg_features: stop the cls loss from reaching the seg branch through attention.
+        detach_seg_features: stop the cls loss from reaching the seg branch through attention
+            (default, HERMES §2: the public reference trains its seg results this way; False is the
+            ablation in which the classification loss also trains the segmentation encoder).
         seg_weights_path: optional local checkpoint for the seg encoder.
         cls_weights_path: optional local ResNet-18 checkpoint for the classifier.
         output: ``"dict"`` (all outputs) or ``"pred"`` (only the seg logits, e.g. for MONAI's
@@ -56,7 +59,7 @@ class HermesNet(nn.Module):
         decoder_channels: Sequence[int] = (256, 128, 64, 32),
         use_attention: bool = True,
         use_saliency: bool = True,
-        detach_seg_features: bool = False,
+        detach_seg_features: bool = True,
         seg_weights_path: str | None = None,
         cls_weights_path: str | None = None,
         output: str = "dict",
@@ -65,6 +68,9 @@ class HermesNet(nn.Module):
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}.")
         self.output = output
+        use_attention = as_bool(use_attention, "use_attention")
+        use_saliency = as_bool(use_saliency, "use_saliency")
+        detach_seg_features = as_bool(detach_seg_features, "detach_seg_features")
         self.use_attention = use_attention
         self.use_saliency = use_saliency
         self.seg = HermesSegNet(
