@@ -129,7 +129,7 @@ def test_folder_run_writes_everything_and_reports_bad_files(
     message = str(exc.value.code)
     for bad in ("broken.png", "ct_slice.dcm", "mask_only.dcm", "cine.dcm"):
         assert bad in message
-    assert "modality 'CT'" in message and "Segmentation" in message and "ulti-frame" in message
+    assert "Modality 'CT'" in message and "DICOM SEG" in message and "multi-frame" in message
 
     rows = {Path(r["image"]).name: r for r in csv.DictReader(open(tmp_path / "predictions.csv"))}
     assert {n for n, r in rows.items() if r["status"] == "failed"} == {

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from hermes_monai.data.reader import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES
 from hermes_monai.data.transforms import read_ultrasound
@@ -61,14 +62,15 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in RASTER_SUFFIXES | DICOM_SUFFIXES or name.endswith(NIFTI_SUFFIXES)
 
 
-def screen_file(path: str | os.PathLike) -> str | None:
+def screen_file(path: str | os.PathLike, **reader_kwargs: Any) -> str | None:
     """Why ``path`` cannot be segmented (the loader's reason), or ``None`` when it can.
 
     The check is a full decode with the project's reader, which refuses non-ultrasound DICOM modalities,
-    DICOM Segmentations and files without pixel data, and multi-frame files (cine loops).
+    DICOM Segmentations and files without pixel data, and multi-frame files (cine loops); ``reader_kwargs``
+    are its options (``modalities``, ``frame``), as given to the pipeline's loader.
     """
     try:
-        read_ultrasound(path)
+        read_ultrasound(path, **reader_kwargs)
     except Exception as e:  # noqa: BLE001 - any decoding problem is reported, not raised
         return str(e)
     return None
@@ -87,7 +89,10 @@ def _datalist_entries(path: Path, split: str) -> list[dict]:
 
 
 def find_cases(
-    dataset_dir: str | os.PathLike | None, failures: FailureLog | None = None, split: str = "test"
+    dataset_dir: str | os.PathLike | None,
+    failures: FailureLog | None = None,
+    split: str = "test",
+    **reader_kwargs: Any,
 ) -> list[dict]:
     """The ``[{"image": path}, ...]`` cases of an inference run, bad files left out (and logged).
 
@@ -113,7 +118,7 @@ def find_cases(
     log = failures if failures is not None else FailureLog()
     good = []
     for case in cases:
-        reason = screen_file(case["image"])
+        reason = screen_file(case["image"], **reader_kwargs)
         if reason is None:
             good.append(case)
         else:
