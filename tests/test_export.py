@@ -22,6 +22,8 @@ CONFIGS = REPO / "bundle" / "configs"
 INFER = str(CONFIGS / "inference.yaml")
 META = str(CONFIGS / "metadata.json")
 DECODER = [128, 64, 32, 16]  # inference.yaml's decoder_channels
+#: the ONNX graph's (H, W): metadata.json's input spatial_shape (what scripts/export_onnx.py uses)
+SHAPE = tuple(json.loads(Path(META).read_text())["network_data_format"]["inputs"]["image"]["spatial_shape"])
 
 
 def _random_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -111,9 +113,9 @@ def test_onnx_export_matches_eager(checkpoint: Path, tmp_path: Path) -> None:
         )
         assert rc == 0
     else:
-        export_onnx(load_deploy_network(INFER, checkpoint), onnx_path, (96, 96))
+        export_onnx(load_deploy_network(INFER, checkpoint), onnx_path, SHAPE)
     net = load_deploy_network(INFER, checkpoint)
-    diffs = verify_onnx(net, onnx_path, torch.rand(3, 1, 96, 96))  # batch 3: the batch axis is dynamic
+    diffs = verify_onnx(net, onnx_path, torch.rand(3, 1, *SHAPE))  # batch 3: the batch axis is dynamic
     assert diffs["pred"] < 1e-4 and diffs["cls_logits"] < 1e-4
     # the saliency is a gradient through ReLU masks: a pre-activation within rounding of 0 can switch its
     # mask between runtimes, a local jump; the logits (the seg logits read the saliency) are the contract
