@@ -157,8 +157,8 @@ def test_folder_run_writes_everything_and_reports_bad_files(
         assert overlay.shape == (*src.shape, 3)
         entropy = np.array(Image.open(tmp_path / f"{stem}_entropy.png"))
         assert entropy.shape == src.shape and entropy.max() > 0
-        nifti = __import__("nibabel").load(tmp_path / f"{stem}_mask.nii.gz").get_fdata()
-        np.testing.assert_array_equal(nifti.squeeze() > 0, mask > 0)
+        nifti = tmp_path / f"{stem}_mask.nii.gz"  # (x, y) on disk; the project's reader gives rows first
+        np.testing.assert_array_equal(read_ultrasound(nifti, mask=True) > 0, mask > 0)
 
     # DICOM SEG: references its source and equals the PNG mask pixel for pixel
     src = pydicom.dcmread(folder / "case_dicom.dcm")
