@@ -29,6 +29,7 @@ from pydicom.uid import CTImageStorage, UltrasoundImageStorage, generate_uid
 from hermes_monai.data.transforms import read_ultrasound
 from hermes_monai.inference import (
     ClassResultd,
+    FailureLog,
     SegEntropyd,
     ToXYOrderd,
     find_cases,
@@ -223,6 +224,13 @@ def test_datalist_input(trained_bundle: Path, tmp_path: Path) -> None:
     cases = find_cases(trained_bundle / "data" / "datalist.json")
     datalist = json.loads((trained_bundle / "data" / "datalist.json").read_text())
     assert len(cases) == len(datalist["test"]) and all(Path(c["image"]).is_file() for c in cases)
+    folder = tmp_path / "twins"
+    for sub in ("a", "b"):
+        (folder / sub).mkdir(parents=True)
+        shutil.copy(cases[0]["image"], folder / sub / "same.png")
+    log = FailureLog()
+    assert [Path(c["image"]).parent.name for c in find_cases(folder, log)] == ["a"]
+    assert "same file name" in log.failures[str(folder / "b" / "same.png")]
     with pytest.raises(ValueError, match="does not exist"):
         find_cases(tmp_path / "nothing_here")
     with pytest.raises(ValueError, match="no input"):

@@ -5,7 +5,8 @@ it, recursively, sorted), a datalist JSON (the entries of one split, default ``"
 of ``{"image": ...}`` dicts or paths) or one file. Each file is screened before the run by a full decode
 with the project's reader (:class:`~hermes_monai.data.UltrasoundReader`), which refuses a Segmentation
 (mask-only DICOM), another modality, a cine loop or an unreadable file; such a file is recorded in the
-run's :class:`FailureLog` by name and left out, so the rest still finish. At the end
+run's :class:`FailureLog` by name (as is a second file with the same name, e.g. ``a/1.png`` and ``b/1.png``:
+outputs are named after the input's file name) and left out, so the rest still finish. At the end
 :meth:`FailureLog.exit_if_any` turns failures into a non-zero exit status.
 """
 
@@ -117,10 +118,15 @@ def find_cases(
         raise ValueError(f"no image or DICOM file found in {root}")
     log = failures if failures is not None else FailureLog()
     good = []
+    names: dict[str, str] = {}
     for case in cases:
+        name = Path(case["image"]).stem
         reason = screen_file(case["image"], **reader_kwargs)
+        if reason is None and name in names:
+            reason = f"same file name as {names[name]}: outputs are named after the input, use unique names"
         if reason is None:
             good.append(case)
+            names[name] = case["image"]
         else:
             log.add(case["image"], reason)
     logger.info("%d input file(s), %d readable", len(cases), len(good))
