@@ -1262,7 +1262,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="bundle override for every configuration, repeatable; VALUE is YAML (channels_last=false)",
+        help="bundle override for every configuration, repeatable; VALUE as on the monai.bundle command line "
+        "(channels_last=false)",
     )
     return p.parse_args(argv)
 

@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="bundle config override for every run (VALUE parsed as YAML); repeatable",
+        help="bundle config override for every run (VALUE parsed as on the monai.bundle command line); "
+        "repeatable",
     )
     p.add_argument("--force", action="store_true", help="retrain runs that finished earlier")
     p.add_argument(

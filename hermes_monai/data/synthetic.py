@@ -51,11 +51,17 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from hermes_monai.data.datalist import write_datalist
 
-__all__ = ["generate_synthetic_dataset", "ensure_synthetic_dataset", "render_case", "CLASS_NAMES"]
+__all__ = [
+    "CLASS_NAMES",
+    "DEFAULT_DIFFICULTY",
+    "ensure_synthetic_dataset",
+    "generate_synthetic_dataset",
+    "render_case",
+]
 
 CLASS_NAMES: tuple[str, str] = ("benign", "malignant")
 GENERATOR_NAME = "hermes_monai.data.synthetic"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SPLITS: tuple[str, ...] = ("labeled", "unlabeled", "validation", "test")
 
 # Fan geometry (normalised coordinates, y down): apex above the image, 50 deg half-angle; at
@@ -65,11 +71,18 @@ _FAN_HALF_ANGLE = np.deg2rad(50.0)
 _R_MAX = 1.35  # boundary radius clip (relative to the ellipse), bounds the lesion extent
 
 
-def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
+#: How hard the generated data are: the probability that each class cue follows the lesion's class, the
+#: share of nearly iso-echoic lesions, and the most acoustic shadows per image.
+DEFAULT_DIFFICULTY: dict[str, float] = {"cue_agreement": 0.8, "isoechoic_fraction": 0.2, "max_shadows": 2}
+
+
+def _shape_params(
+    rng: np.random.Generator, cls: int, cue_agreement: float = 0.8, isoechoic_fraction: float = 0.2
+) -> dict[str, Any]:
     """Draw the lesion/cue parameters for one case of class ``cls`` (0 benign, 1 malignant).
 
-    Every cue overlaps between the classes: about a third of the cases of each class are drawn
-    from the other class's typical range for each cue independently, so no single cue decides.
+    Every cue overlaps between the classes: a fifth of the cases of each class are drawn from
+    the other class's typical range for each cue independently, so no single cue decides.
     """
 
     def typical(p: float) -> bool:
@@ -78,7 +91,7 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
     width = rng.uniform(0.12, 0.30)
     a = width / 2
     # (benign, malignant) typical ranges; a case takes its class's range with probability p_typ
-    p_typ = 0.7
+    p_typ = cue_agreement
     mal = cls == 1
     own = typical(p_typ)
     aspect = rng.uniform(0.85, 1.35) if (mal == own) else rng.uniform(0.45, 0.95)
@@ -108,8 +121,8 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
         "margin": margin,
         "posterior": posterior,
         "n_calc": n_calc,
-        # lesion/tissue echo amplitude ratio: 30 % of lesions are nearly iso-echoic
-        "contrast": rng.uniform(0.35, 0.7) if rng.random() < 0.3 else rng.uniform(0.06, 0.3),
+        # lesion/tissue echo amplitude ratio: a share of the lesions are nearly iso-echoic
+        "contrast": rng.uniform(0.35, 0.6) if rng.random() < isoechoic_fraction else rng.uniform(0.06, 0.3),
     }
 
 
@@ -141,13 +154,23 @@ def _psf_speckle(rng: np.random.Generator, amplitude: np.ndarray, px: float) -> 
     return env / (np.sqrt(np.sum(np.abs(axial) ** 2) * np.sum(lateral**2)) + 1e-12)
 
 
-def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def render_case(
+    rng: np.random.Generator,
+    cls: int,
+    size: int = 128,
+    cue_agreement: float = DEFAULT_DIFFICULTY["cue_agreement"],
+    isoechoic_fraction: float = DEFAULT_DIFFICULTY["isoechoic_fraction"],
+    max_shadows: int = int(DEFAULT_DIFFICULTY["max_shadows"]),
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic ultrasound image and its lesion mask.
 
     Args:
         rng: random generator (consumed).
         cls: 0 benign, 1 malignant.
         size: output side length in pixels.
+        cue_agreement: probability that each class cue follows ``cls`` (else the other class's range).
+        isoechoic_fraction: share of lesions with an echo ratio of 0.35-0.6 instead of 0.06-0.3.
+        max_shadows: most acoustic shadows from above (0 to this many, uniformly).
 
     Returns:
         ``(image, mask)``, both uint8 of shape (size, size); the mask is 0 / 255.
@@ -170,7 +193,7 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
     tissue = tissue * np.where(blobs > 1.6, rng.uniform(0.35, 0.7), 1.0)
 
     # --- lesion geometry ---------------------------------------------------------------------
-    p = _shape_params(rng, cls)
+    p = _shape_params(rng, cls, cue_agreement, isoechoic_fraction)
     a, b = p["a"], p["b"]
     extent = _R_MAX * max(a, b)
     cx = rng.uniform(0.10 + extent, 0.90 - extent)
@@ -202,7 +225,7 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
     # --- acoustic shadows from structures above (Cooper's ligaments, ribs): they cross the
     # lesion and hide parts of its border in about half the images
     shadow = np.ones((s, s))
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(0, int(max_shadows) + 1))):
         sx = rng.uniform(0.1, 0.9) if rng.random() < 0.5 else cx + rng.uniform(-1, 1) * a
         sw = rng.uniform(0.02, 0.06)
         top = rng.uniform(0.05, 0.4)
@@ -235,9 +258,16 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
 
 
 def _meta(
-    num_labeled: int, num_unlabeled: int, num_validation: int, num_test: int, image_size: int, seed: int
+    num_labeled: int,
+    num_unlabeled: int,
+    num_validation: int,
+    num_test: int,
+    image_size: int,
+    seed: int,
+    difficulty: dict[str, float],
 ) -> dict[str, Any]:
     return {
+        "difficulty": {k: float(v) for k, v in sorted(difficulty.items())},
         "generator": GENERATOR_NAME,
         "version": GENERATOR_VERSION,
         "num_labeled": int(num_labeled),
@@ -278,6 +308,7 @@ def generate_synthetic_dataset(
     image_size: int = 128,
     seed: int = 0,
     overwrite: bool = False,
+    difficulty: dict[str, float] | None = None,
 ) -> Path:
     """Write the synthetic dataset (images, masks, ``datalist.json``) into ``output_dir``.
 
@@ -287,6 +318,8 @@ def generate_synthetic_dataset(
         image_size: side length of the square images.
         seed: seed of the numpy generator; same seed and parameters give identical bytes.
         overwrite: regenerate even when a matching dataset exists.
+        difficulty: keys of :data:`DEFAULT_DIFFICULTY` (missing keys keep their default), passed to
+            :func:`render_case`.
 
     Returns:
         Path of ``datalist.json``.
@@ -303,7 +336,11 @@ def generate_synthetic_dataset(
         raise ValueError(f"image_size must be >= 32, got {image_size}")
     root = Path(output_dir)
     datalist_path = root / "datalist.json"
-    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed)
+    unknown = set(difficulty or {}) - set(DEFAULT_DIFFICULTY)
+    if unknown:
+        raise ValueError(f"unknown difficulty key(s) {sorted(unknown)}; known: {sorted(DEFAULT_DIFFICULTY)}")
+    level = {**DEFAULT_DIFFICULTY, **(difficulty or {})}
+    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed, level)
     if not overwrite and _reusable(datalist_path, meta):
         return datalist_path
 
@@ -328,7 +365,14 @@ def generate_synthetic_dataset(
     for item in np.argsort(number_of, kind="stable"):  # render in file-number order
         split = SPLITS[split_of[item]]
         cls = int(class_of[item])
-        image, mask = render_case(np.random.default_rng(case_seqs[item]), cls, image_size)
+        image, mask = render_case(
+            np.random.default_rng(case_seqs[item]),
+            cls,
+            image_size,
+            cue_agreement=level["cue_agreement"],
+            isoechoic_fraction=level["isoechoic_fraction"],
+            max_shadows=int(level["max_shadows"]),
+        )
         name = f"us_{int(number_of[item]):0{width}d}.png"
         Image.fromarray(image).save(image_dir / name)
         entry: dict[str, Any] = {"image": f"images/{name}"}
