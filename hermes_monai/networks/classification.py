@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from hermes_monai.networks.encoders import create_timm_model
@@ -91,6 +92,7 @@ class HermesClsNet(nn.Module):
                 h = self.attention[k](h, seg)
         return h.mean(dim=(2, 3))
 
+    @torch.jit.unused  # TorchScript: HermesDeployNet.predict runs the stages with literal indices instead
     def forward(self, x: Tensor, seg_features: Sequence[Tensor] | None = None) -> dict[str, Tensor]:
         """Classify ``x`` (B, C_in, H, W), optionally attending to seg features [1/2, 1/4, 1/8, 1/16].
 

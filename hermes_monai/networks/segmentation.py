@@ -119,28 +119,39 @@ class HermesSegNet(nn.Module):
         h, w = x.shape[-2:]
         if h % 16 or w % 16:
             raise ValueError(f"HermesSegNet needs input height and width divisible by 16, got {h}×{w}.")
-        f1, f2, f3, f4 = self.encoder(x)
-
-        dec16 = self.block16(f4)
-        dec8 = self.block8(torch.cat([_up_to(dec16, f3), f3], dim=1))
-        skips4 = [_up_to(dec8, f2), f2]
-        if self.use_saliency:
-            if saliency is None:
-                sal4 = f2.new_zeros(f2.shape[0], 1, *f2.shape[-2:])
-            else:
-                if saliency.shape != (x.shape[0], 1, h, w):
-                    raise ValueError(
-                        f"saliency must have shape {(x.shape[0], 1, h, w)}, got {tuple(saliency.shape)}."
-                    )
-                sal4 = F.interpolate(saliency.to(f2.dtype), size=f2.shape[-2:], mode="area")
-            skips4.append(sal4)
-        dec4 = self.block4(torch.cat(skips4, dim=1))
-        dec2 = self.block2(torch.cat([_up_to(dec4, f1), f1], dim=1))
-        logits = F.interpolate(self.out_conv(dec2), size=(h, w), mode="bilinear", align_corners=False)
+        if self.use_saliency and saliency is not None:
+            if list(saliency.shape) != [x.shape[0], 1, h, w]:
+                expected = [x.shape[0], 1, h, w]
+                raise ValueError(f"saliency must have shape {expected}, got {list(saliency.shape)}.")
+        logits, features, encoded = self.decode(x, saliency)
+        f3, f4 = encoded[2], encoded[3]
 
         return {
             "logits": logits,
             "embed": self.contrast_head(f3),
             "proj": self.projection(f4.mean(dim=(2, 3))),
-            "features": [dec2, dec4, dec8, dec16],
+            "features": features,
         }
+
+    def decode(self, x: Tensor, saliency: Tensor | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The U-Net alone, written so that TorchScript can compile it (no shape checks: see ``forward``).
+
+        Returns:
+            ``(logits, [dec2, dec4, dec8, dec16], [f1, f2, f3, f4])``: the seg logits (B, num_classes,
+            H, W), the decoder features and the encoder features.
+        """
+        h, w = x.shape[-2], x.shape[-1]
+        feats = self.encoder(x)
+        f1, f2, f3, f4 = feats[0], feats[1], feats[2], feats[3]
+        dec16 = self.block16(f4)
+        dec8 = self.block8(torch.cat([_up_to(dec16, f3), f3], dim=1))
+        skips4 = [_up_to(dec8, f2), f2]
+        if self.use_saliency:
+            if saliency is None:
+                skips4.append(f2.new_zeros(f2.shape[0], 1, f2.shape[2], f2.shape[3]))
+            else:
+                skips4.append(F.interpolate(saliency.to(f2.dtype), size=f2.shape[-2:], mode="area"))
+        dec4 = self.block4(torch.cat(skips4, dim=1))
+        dec2 = self.block2(torch.cat([_up_to(dec4, f1), f1], dim=1))
+        logits = F.interpolate(self.out_conv(dec2), size=[h, w], mode="bilinear", align_corners=False)
+        return logits, [dec2, dec4, dec8, dec16], [f1, f2, f3, f4]
