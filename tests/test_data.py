@@ -19,7 +19,7 @@ from hermes_monai.data.synthetic import (
     generate_synthetic_dataset,
     render_case,
 )
-from hermes_monai.data.transforms import LoadUltrasoundd, read_ultrasound
+from hermes_monai.data.transforms import UNKNOWN_CLASS, LoadUltrasoundd, read_ultrasound
 
 SMALL = {"num_labeled": 6, "num_unlabeled": 8, "num_validation": 4, "num_test": 4, "image_size": 64}
 
@@ -385,7 +385,8 @@ def test_train_transforms_keep_image_and_mask_aligned(tmp_path: Path) -> None:
     assert moved > 0  # the random geometry actually did something
 
     unlabeled = pipeline({"image": str(tmp_path / "i.png")})
-    assert set(unlabeled) == {"image"} and unlabeled["image"].shape == (1, 32, 32)
+    assert set(unlabeled) == {"image", "class"} and unlabeled["image"].shape == (1, 32, 32)
+    assert unlabeled["class"] == UNKNOWN_CLASS  # EnsureClassd: no class given -> unknown (-1)
 
 
 def test_eval_transforms_resize_with_and_without_label(synth: Path) -> None:
