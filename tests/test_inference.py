@@ -21,9 +21,9 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dataset_trees import write_us
 from monai.bundle import run
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, UltrasoundImageStorage, generate_uid
 
 from hermes_monai.data.transforms import read_ultrasound
@@ -46,27 +46,23 @@ def write_us_dicom(
     path: Path, arr: np.ndarray, sop_class: str = UltrasoundImageStorage, modality: str = "US"
 ) -> Path:
     """A single-frame 8-bit greyscale DICOM with the patient/study/series tags a real file has."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = modality
-    ds.PatientID = "P001"
-    ds.PatientName = "Test^Patient"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "F"
-    ds.StudyDate = "20250101"
-    ds.StudyTime = "120000"
-    ds.StudyID = "1"
-    ds.AccessionNumber = "A1"
-    ds.ReferringPhysicianName = ""
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.set_pixel_data(arr, photometric_interpretation="MONOCHROME2", bits_stored=8)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_us(
+        path,
+        arr,
+        SOPClassUID=sop_class,
+        Modality=modality,
+        PatientID="P001",
+        PatientName="Test^Patient",
+        PatientBirthDate="",
+        PatientSex="F",
+        StudyDate="20250101",
+        StudyTime="120000",
+        StudyID="1",
+        AccessionNumber="A1",
+        ReferringPhysicianName="",
+        SeriesNumber=1,
+        InstanceNumber=1,
+    )
 
 
 @pytest.fixture(scope="module")
