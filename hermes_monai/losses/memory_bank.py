@@ -9,7 +9,8 @@
   one out of the bank.
 
 All state lives in registered buffers, so it moves with ``.to(device)`` and is saved in checkpoints.
-Enqueued features are detached and cast to the bank dtype (float32 by default). When more entries than
+Enqueued features are detached and cast to the bank dtype (float32 by default); rows holding NaN or inf are
+dropped. When more entries than
 ``size`` arrive at once only the last ``size`` are kept.
 """
 
@@ -46,6 +47,9 @@ class FeatureQueue(nn.Module):
             raise ValueError(f"expected features of shape (N, {self.dim}), got {tuple(features.shape)}")
         if features.shape[0] != labels.shape[0]:
             raise ValueError("features and labels must have the same length")
+        finite = torch.isfinite(features).all(dim=1)
+        if not bool(finite.all()):  # a non-finite entry would poison every later contrast against the bank
+            features, labels = features[finite], labels[finite.to(labels.device)]
         n = features.shape[0]
         if n == 0:
             return
@@ -90,6 +94,8 @@ class ClassFeatureBank(nn.Module):
             raise ValueError(f"expected features of shape (N, {self.dim}), got {tuple(features.shape)}")
         features = features.detach().to(self.bank)
         labels = labels.detach().to(self.ptr.device).long()
+        finite = torch.isfinite(features).all(dim=1).to(labels.device)
+        labels = torch.where(finite, labels, torch.full_like(labels, -1))  # non-finite entries are dropped
         for c in range(self.num_classes):
             chosen = features[labels == c]
             n = chosen.shape[0]
