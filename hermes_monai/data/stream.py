@@ -117,6 +117,13 @@ class ResumableStream:
 
     def __iter__(self) -> Iterator:
         while True:
+            try:
+                length = len(self.loader)  # type: ignore[arg-type]
+            except TypeError:
+                length = None
+            if length is not None and self.consumed >= length > 0:  # saved right at the end of a pass
+                self.passes += 1
+                self.consumed = 0
             sampler = _loader_sampler(self.loader)
             if isinstance(sampler, StreamSampler):
                 sampler.set_pass(self.passes)
@@ -130,9 +137,9 @@ class ResumableStream:
                 gen = torch.Generator()
                 gen.manual_seed(self.seed * 1_000_003 + self.passes)
                 self.loader.generator = gen
-            empty = True
+            empty = self.consumed == 0
             for batch in self.loader:
-                empty = False
+                empty = False  # (a resumed pass may have nothing left; only a fresh empty pass is an error)
                 if skip:
                     skip -= 1
                     continue
