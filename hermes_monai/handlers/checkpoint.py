@@ -34,6 +34,7 @@ from ignite.engine import Engine
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from hermes_monai.distributed import is_rank_zero
 from hermes_monai.io.atomic import atomic_path
 
 __all__ = [
@@ -102,7 +103,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
             ckpt = getattr(self, attr)
             if ckpt is not None:
                 ckpt.save_handler = _AtomicDiskSaver(self.save_dir, filename)
-        clean_stray_temp_files(self.save_dir)
+        if is_rank_zero():  # under torchrun only rank 0 saves: the others leave the folder alone
+            clean_stray_temp_files(self.save_dir)
         if self._interval_checkpoint is not None:
             self._adopt_interval_files(self._interval_checkpoint)
 
