@@ -1,7 +1,8 @@
 """The Hermes semi-supervised trainer: one ignite iteration = one labeled + one unlabeled batch.
 
 :class:`HermesTrainer` is a :class:`monai.engines.Trainer`. Its data loader is the **labeled**
-loader; the **unlabeled** loader is cycled alongside it (a fresh iterator whenever it runs out), so
+loader; the **unlabeled** loader is cycled alongside it; both run as endless resumable streams
+(:class:`~hermes_monai.data.ResumableStream`: a new pass, new shuffle, whenever a loader runs out), so
 an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iteration (HERMES.md §3–5):
 
 1. the weak unlabeled view ``u_w`` (geometric augmentation only, from the data pipeline) goes
@@ -153,23 +154,6 @@ def _known_class_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> to
     if not bool(known.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[known], target[known])
-
-
-def _cycle(loader: Iterable) -> Iterator:
-    """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out.
-
-    Raises:
-        ValueError: if a pass yields nothing (e.g. fewer images than the batch size with ``drop_last``).
-    """
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError(
-                "the unlabeled data loader yields no batch: fewer unlabeled images than unlabeled_batch_size?"
-            )
 
 
 class HermesTrainer(Trainer):
