@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from monai.bundle import run
+import yaml
+from monai.bundle import ConfigParser, run
 
 from hermes_monai.tracking import tracking_params
 
@@ -62,7 +64,7 @@ def _overrides(root: Path, uri: str, **extra: object) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
+def server_proc(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
     """A real MLflow tracking server on a free local port, stopped (by pid) at the end."""
     root = tmp_path_factory.mktemp("mlflow_server")
     port = _free_port()
@@ -74,7 +76,7 @@ def server(tmp_path_factory) -> Iterator[str]:
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
@@ -88,15 +90,22 @@ def server(tmp_path_factory) -> Iterator[str]:
             assert proc.poll() is None, (root / "server.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "mlflow server did not become ready in 120 s"
             time.sleep(0.5)
-        yield uri
-    finally:
-        proc.terminate()
+        yield uri, proc
+    finally:  # the server and its worker processes: the session it leads
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=20)
         log.close()
+
+
+@pytest.fixture
+def server(server_proc: tuple[str, subprocess.Popen]) -> str:
+    return server_proc[0]
 
 
 def test_training_against_a_real_mlflow_server(server: str, tmp_path: Path) -> None:
@@ -160,3 +169,36 @@ def test_tracking_params_leave_out_paths() -> None:
         }
     )
     assert params == {"seed": 0, "w.a": 1}
+
+
+def test_server_gone_mid_run_training_goes_on(
+    server_proc: tuple[str, subprocess.Popen], tmp_path: Path
+) -> None:
+    """SIGKILL the real server after iteration 2 (this module's last use of it): the run completes, warns
+    once, and the local record holds every iteration, before and after the server went away."""
+    uri, proc = server_proc
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    steps = [step.replace("::", "#") for step in parser["run"]]
+    steps.insert(
+        len(steps) - 1,
+        "$@train#trainer.add_event_handler(hermes_monai.engines.trainer.Events.ITERATION_COMPLETED(once=2), "
+        f"lambda engine: os.killpg({proc.pid}, 9) or time.sleep(1))",
+    )
+    killer = tmp_path / "kill_server.yaml"
+    killer.write_text(yaml.safe_dump({"run": steps}))
+    messages: list[str] = []
+    catcher = logging.Handler(logging.WARNING)
+    catcher.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("hermes_monai.tracking").addHandler(catcher)
+    try:
+        run("training", config_file=[TRAIN, str(killer)], **_overrides(tmp_path, uri, run_name="gone"))
+    finally:
+        logging.getLogger("hermes_monai.tracking").removeHandler(catcher)
+    assert proc.wait(timeout=30) is not None  # the server really died
+    assert len([m for m in messages if "MLflow tracking at" in m]) == 1, messages
+    record = [
+        json.loads(line) for line in (tmp_path / "eval" / "tracking" / "gone.jsonl").read_text().splitlines()
+    ]
+    assert [e["step"] for e in record if e["kind"] == "metrics" and "loss" in e["values"]] == [1, 2, 3, 4]
+    assert (tmp_path / "models" / "checkpoint_final.pt").exists()
