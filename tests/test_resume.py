@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -18,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
 from hermes_monai.engines.trainer import NonFiniteError
-from hermes_monai.handlers import AtomicCheckpointSaver, load_checkpoint, resolve_resume
+from hermes_monai.handlers import AtomicCheckpointSaver, SafeCheckpointLoader, load_checkpoint, resolve_resume
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "bundle" / "configs" / "train.yaml")
@@ -191,6 +192,11 @@ def test_resume_from_latest_skips_torn_files_and_refuses_pickle(tmp_path: Path) 
     torch.save({"trainer": {"callback": pickle.loads}}, evil)  # needs pickle to load
     with pytest.raises(ValueError, match="refused: this checkpoint holds Python objects"):
         load_checkpoint(evil)
+    # the bundle's loader (--resume_from) refuses it the same way, before touching the engine
+    engine = Engine(lambda e, b: None)
+    SafeCheckpointLoader(load_path=str(evil), load_dict={"trainer": engine}).attach(engine)
+    with pytest.raises(ValueError, match=re.escape(f"{evil}: refused")):
+        engine.run([0], max_epochs=1)
 
 
 def _tiny_trainer(max_epochs: int = 1, **kw):
