@@ -311,3 +311,41 @@ def test_longer_resumed_run_rescales_the_schedule_or_refuses() -> None:
             assert longer.state.iteration == 4
             # resumed at t = 2 of T = 4: lr = 1e-3 * (1 - 2/4)^0.9, not 0
             assert lrs[0] == pytest.approx(1e-3 * 0.5**0.9)
+
+
+def test_bundle_stops_on_a_nan_loss_and_keeps_the_last_good_state(tmp_path: Path) -> None:
+    """Through the bundle (where a StatsHandler also listens for exceptions): a NaN loss weight makes the
+    first loss NaN; the run stops naming iteration and term, and checkpoint_final.pt holds finite weights."""
+    from monai.bundle import run
+
+    over = {
+        "bundle_root": str(tmp_path),
+        "synthetic_dir": str(tmp_path / "data"),
+        "synthetic": {
+            "image_size": 64,
+            "num_labeled": 4,
+            "num_unlabeled": 4,
+            "num_validation": 2,
+            "num_test": 2,
+        },
+        "image_size": 64,
+        "encoder": "resnet10t",
+        "decoder_channels": [32, 16, 16, 8],
+        "labeled_batch_size": 2,
+        "unlabeled_batch_size": 2,
+        "max_epochs": 1,
+        "epoch_length": 2,
+        "loss_weights#itc": "$float('nan')",
+        "use_mlflow": False,
+        "device": "$torch.device('cpu')",
+    }
+    with pytest.raises(Exception) as info:  # noqa: B017 - MONAI may wrap the trainer's error
+        run("training", config_file=TRAIN, **over)
+    chain, err = [], info.value
+    while err is not None:
+        chain.append(str(err))
+        err = err.__cause__ or err.__context__
+    assert any("iteration 1: non-finite loss term(s) loss_itc=nan" in m for m in chain), chain
+    final = load_checkpoint(tmp_path / "models" / "checkpoint_final.pt")
+    assert final["trainer"]["iteration"] == 1
+    assert all(torch.isfinite(v).all() for v in final["network"].values() if v.is_floating_point())

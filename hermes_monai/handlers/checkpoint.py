@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
@@ -107,6 +107,16 @@ class AtomicCheckpointSaver(CheckpointSaver):
             clean_stray_temp_files(self.save_dir)
         if self._interval_checkpoint is not None:
             self._adopt_interval_files(self._interval_checkpoint)
+
+    def attach(self, engine: Engine) -> None:
+        """MONAI's ``attach``; the final-checkpoint save on an exception is then moved first in line: ignite
+        runs only the first ``EXCEPTION_RAISED`` handler that re-raises, and a ``StatsHandler`` attached
+        earlier (with the trainer) would otherwise pre-empt the save of the last good state."""
+        super().attach(engine)
+        handlers = getattr(engine, "_event_handlers", {}).get(Events.EXCEPTION_RAISED)
+        if self._final_checkpoint is not None and isinstance(handlers, list):
+            mine = [h for h in handlers if h and h[0] == self.exception_raised]
+            handlers[:] = mine + [h for h in handlers if h not in mine]
 
     def _adopt_interval_files(self, ckpt: Checkpoint) -> None:
         """Register interval checkpoints already in ``save_dir`` (a previous or resumed run) as the oldest."""
