@@ -460,8 +460,8 @@ class HermesTrainer(Trainer):
         engine.network.train()
         semi = engine.unlabeled_data_loader is not None
         u_w = engine._next_unlabeled() if semi else None
-        bad = [name for name, v in (("labeled image", x_l), ("unlabeled image", u_w)) if v is not None]
-        bad = [name for name, v in zip(bad, (x_l, u_w)) if not bool(torch.isfinite(v).all())]
+        inputs = {"labeled image": x_l} if u_w is None else {"labeled image": x_l, "unlabeled image": u_w}
+        bad = [name for name, v in inputs.items() if not bool(torch.isfinite(v).all())]
         if engine._nonfinite(" and ".join(f"input ({b})" for b in bad)):
             return engine._skipped_output()
 
