@@ -75,6 +75,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
         "contrast_warmup": 0,
         "pixel_contrast_loss#min_pixels": 4,
         "pixel_contrast_loss#max_per_group": 8,
+        "grad_monitor_interval": 1,  # torch.autograd.grad on the DDP graph before its backward
         "use_mlflow": "false",
     }
     args = [str(a) for k, v in overrides.items() for a in (f"--{k}", v)]
