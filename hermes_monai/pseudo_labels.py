@@ -21,6 +21,8 @@ Design choices where the specification is silent:
   The EMA is only updated while the module is in training mode; in eval mode the stored ratio is used
   as is (a fresh module in eval mode with no history falls back to the batch ratio).
 * The thresholds of the current call already use the ratio updated with the current batch.
+* Under ``torch.distributed`` the class counts are summed over ranks (the ratio of the global batch), so
+  every rank uses the same thresholds; the call is then a collective.
 * ``log p`` is taken of ``p`` clamped to ``[1e-12, 1]`` so exact zeros contribute ``0 · log(1e-12) = 0``.
 * Everything runs under ``torch.no_grad()`` on ``probs.detach().float()``.
 """
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hermes_monai.distributed import all_reduce_sum
 from hermes_monai.overrides import as_bool
 
 __all__ = ["Selection", "DualThresholdSelector"]
@@ -104,7 +107,8 @@ class DualThresholdSelector(nn.Module):
         return self.tau_max - (self.tau_max - self.tau_min) * (1.0 - ratio)
 
     def _ratio(self, pseudo_label: Tensor) -> Tensor:
-        counts = torch.bincount(pseudo_label.reshape(-1), minlength=self.num_classes).float()
+        # summed over ranks under torch.distributed: every rank selects with the same thresholds
+        counts = all_reduce_sum(torch.bincount(pseudo_label.reshape(-1), minlength=self.num_classes).float())
         batch_ratio = counts / counts.sum().clamp_min(1.0)
         if self.ratio_momentum is None:
             return batch_ratio

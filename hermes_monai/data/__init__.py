@@ -20,10 +20,13 @@ from hermes_monai.data.checks import DatasetError, check_datalist, validate_data
 from hermes_monai.data.datalist import check_disjoint, load_datalist, write_datalist
 from hermes_monai.data.prepare import data_base_dir, resolve_datalist
 from hermes_monai.data.reader import UltrasoundReader
+from hermes_monai.data.stream import ResumableStream, StreamSampler
 from hermes_monai.data.synthetic import CLASS_NAMES, ensure_synthetic_dataset, generate_synthetic_dataset
 from hermes_monai.data.transforms import UNKNOWN_CLASS, EnsureClassd, LoadUltrasoundd, read_ultrasound
 
 __all__ = [
+    "ResumableStream",
+    "StreamSampler",
     "CLASS_NAMES",
     "UNKNOWN_CLASS",
     "DatasetError",

@@ -1,7 +1,8 @@
 """The Hermes semi-supervised trainer: one ignite iteration = one labeled + one unlabeled batch.
 
 :class:`HermesTrainer` is a :class:`monai.engines.Trainer`. Its data loader is the **labeled**
-loader; the **unlabeled** loader is cycled alongside it (a fresh iterator whenever it runs out), so
+loader; the **unlabeled** loader is cycled alongside it; both run as endless resumable streams
+(:class:`~hermes_monai.data.ResumableStream`: a new pass, new shuffle, whenever a loader runs out), so
 an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iteration (HERMES.md §3–5):
 
 1. the weak unlabeled view ``u_w`` (geometric augmentation only, from the data pipeline) goes
@@ -39,15 +40,36 @@ what to look at first when semi-supervised training misbehaves.
 Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
 (``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``losses``,
 ``contrast``, ``backward``, ``optimizer``) so a profiler run (``scripts/benchmark.py``) can break a step down.
+
+**Resuming.** :meth:`HermesTrainer.state_dict` holds, besides ignite's iteration counters, everything the
+next iteration depends on that is not a network, optimiser, scheduler or selector (those are saved next to
+it): the contrastive memory banks, the RNG states of torch (CPU and CUDA), numpy, Python and the trainer's
+own generator, the position of both data streams (:class:`~hermes_monai.data.ResumableStream`) and the
+random states of the data pipeline's transforms. A run resumed from a checkpoint therefore computes the same
+iterations as an uninterrupted one (bit-identical on CPU with ``num_workers=0``). When the run's length
+``T`` differs from the one the LR schedulers were saved with (a larger ``max_epochs`` on resume),
+``resume_schedule="rescale"`` re-plans each ``PolynomialLR`` for the new ``T`` (its closed form at the
+current iteration) and says so; ``"refuse"`` stops with a message instead. Never a silent LR of 0.
+
+**Non-finite numbers.** A non-finite input image or loss stops the run before the optimiser step with a
+:class:`NonFiniteError` naming the iteration and the offending input or loss terms (the final-checkpoint
+saver then writes the last good state: the optimiser has not stepped); ``skip_nonfinite_steps=True``
+skips such steps instead, logs each and counts them in ``state.nonfinite_steps``. Under
+``torch.distributed`` the decision is all-reduced, so every rank skips or stops together.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from ignite.engine import Engine, Events
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents
 from monai.engines.workflow import Workflow
@@ -56,6 +78,7 @@ from torch.optim import Optimizer
 from torch.profiler import record_function
 
 from hermes_monai.data.augment import StrongAugment
+from hermes_monai.data.stream import ResumableStream, random_states, set_random_states
 from hermes_monai.losses import (
     IgnoreDiceLoss,
     ImageContrastLoss,
@@ -96,6 +119,13 @@ GRAD_TERMS = (
     "loss_contrast_cls",
 )
 
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite input or loss; the message names the iteration and what was not finite."""
+
+
 DEFAULT_WEIGHTS = {
     "cls_total": 1.1,
     "cls_unsup": 0.1,
@@ -126,23 +156,6 @@ def _known_class_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> to
     return F.cross_entropy(logits[known], target[known])
 
 
-def _cycle(loader: Iterable) -> Iterator:
-    """Yield batches forever, starting a new pass (new shuffle) each time the loader runs out.
-
-    Raises:
-        ValueError: if a pass yields nothing (e.g. fewer images than the batch size with ``drop_last``).
-    """
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError(
-                "the unlabeled data loader yields no batch: fewer unlabeled images than unlabeled_batch_size?"
-            )
-
-
 class HermesTrainer(Trainer):
     """Semi-supervised two-task trainer (Hermes).
 
@@ -170,6 +183,11 @@ class HermesTrainer(Trainer):
             number divisible by it (0: never); a multiple of the logging interval gets them logged.
         entropy_start: γ(0) of the entropy ramp γ(t) = start + (1−start)·rampup(t, T).
         seed: seed of the strong-augmentation and anchor-sampling generators.
+        skip_nonfinite_steps: skip (and count) iterations with a non-finite input or loss instead of
+            stopping with :class:`NonFiniteError`.
+        lr_schedulers: the LR schedulers of the two optimisers, checked against the run's length on resume.
+        resume_schedule: ``"rescale"`` or ``"refuse"``: what to do when a resumed scheduler was planned for
+            another number of iterations.
         train_handlers, amp, amp_kwargs, non_blocking: as for :class:`monai.engines.SupervisedTrainer`.
     """
 
@@ -198,6 +216,9 @@ class HermesTrainer(Trainer):
         grad_monitor_interval: int = 0,
         entropy_start: float = 0.75,
         seed: int = 0,
+        skip_nonfinite_steps: bool = False,
+        lr_schedulers: Sequence | None = None,
+        resume_schedule: str = "rescale",
         train_handlers: Sequence | None = None,
         amp: bool = False,
         amp_kwargs: dict | None = None,
@@ -208,6 +229,8 @@ class HermesTrainer(Trainer):
             if unlabeled_data_loader is not None:
                 lengths.append(len(unlabeled_data_loader))  # type: ignore[arg-type]
             epoch_length = max(lengths)
+        if resume_schedule not in ("rescale", "refuse"):
+            raise ValueError(f"resume_schedule must be 'rescale' or 'refuse', got {resume_schedule!r}")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -246,17 +269,168 @@ class HermesTrainer(Trainer):
         self._generator: torch.Generator | None = None
         self._unlabeled_iter: Iterator | None = None
         self.scaler: torch.amp.GradScaler | None = None
+        self.labeled_stream = ResumableStream(train_data_loader, seed=seed, name="labeled")  # type: ignore[arg-type]
+        self.unlabeled_stream = (
+            None
+            if unlabeled_data_loader is None
+            else ResumableStream(unlabeled_data_loader, seed=seed + 1, name="unlabeled")  # type: ignore[arg-type]
+        )
+        self.skip_nonfinite_steps = as_bool(skip_nonfinite_steps, "skip_nonfinite_steps")
+        self.lr_schedulers = list(lr_schedulers or [])
+        self.resume_schedule = resume_schedule
+        self.state.nonfinite_steps = 0
+        self._schedule_checked = False
+        self.add_event_handler(Events.EPOCH_STARTED, self._check_schedule_length)
 
     def run(self) -> None:
         """Run training. A gradient scaler is made only for float16 autocast (bf16 needs none)."""
         dtype = (self.amp_kwargs or {}).get("dtype", torch.float16)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp and dtype == torch.float16 else None
-        Workflow.run(self)
+        self._schedule_checked = False
+        self._unlabeled_iter = None  # a new run (or a resume) continues each stream from its saved position
+        if self.state.epoch_length == 0:
+            Workflow.run(self)  # warns and returns
+            return
+        Engine.run(self, data=self.labeled_stream, max_epochs=self.state.max_epochs)
+
+    # ------------------------------------------------------------------ resumable state
+    def state_dict(self) -> dict[str, Any]:
+        """ignite's engine state plus ``"hermes"``: banks, RNG states and data-stream positions."""
+        sd = dict(super().state_dict())
+        sd["hermes"] = self.hermes_state_dict()
+        return sd
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        sd = dict(state_dict)
+        hermes = sd.pop("hermes", None)
+        super().load_state_dict(sd)
+        if hermes is None:
+            logger.warning(
+                "the checkpoint has no Hermes trainer state (memory banks, RNG states, data order): "
+                "written by an older version; the resumed run will not repeat an uninterrupted one exactly"
+            )
+        else:
+            self.load_hermes_state_dict(hermes)
+
+    def hermes_state_dict(self) -> dict[str, Any]:
+        """Banks, RNG states and data positions: what :meth:`state_dict` adds to ignite's."""
+        py = random.getstate()
+        npst = np.random.get_state()
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.as_tensor(np.asarray(npst[1], dtype=np.int64)),
+                "pos": int(npst[2]),
+                "has_gauss": int(npst[3]),
+                "cached_gaussian": float(npst[4]),
+            },
+            "python": {
+                "version": int(py[0]),
+                "state": torch.tensor(py[1], dtype=torch.int64),
+                "gauss": py[2],
+            },
+            "generator": None if self._generator is None else self._generator.get_state(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        streams = {"labeled": self.labeled_stream.state_dict()}
+        transforms = {"labeled": random_states(self.labeled_stream.dataset)}
+        if self.unlabeled_stream is not None:
+            streams["unlabeled"] = self.unlabeled_stream.state_dict()
+            transforms["unlabeled"] = random_states(self.unlabeled_stream.dataset)
+        return {
+            "rng": rng,
+            "streams": streams,
+            "transforms": transforms,
+            "image_contrast": None if self.image_contrast is None else self.image_contrast.state_dict(),
+            "pixel_contrast": None if self.pixel_contrast is None else self.pixel_contrast.state_dict(),
+            "nonfinite_steps": int(getattr(self.state, "nonfinite_steps", 0)),
+        }
+
+    def load_hermes_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`hermes_state_dict` returned."""
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        n = rng["numpy"]
+        np.random.set_state(
+            ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
+        p = rng["python"]
+        random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+        if rng["generator"] is not None:
+            self._generator = None
+            self._rng(self.state.device).set_state(rng["generator"].cpu())
+        self.labeled_stream.load_state_dict(state["streams"]["labeled"])
+        set_random_states(self.labeled_stream.dataset, state["transforms"]["labeled"])
+        if self.unlabeled_stream is not None and "unlabeled" in state["streams"]:
+            self.unlabeled_stream.load_state_dict(state["streams"]["unlabeled"])
+            set_random_states(self.unlabeled_stream.dataset, state["transforms"]["unlabeled"])
+        for name in ("image_contrast", "pixel_contrast"):
+            module, saved = getattr(self, name), state.get(name)
+            if module is not None and saved is not None:
+                module.load_state_dict(saved)
+        self.state.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self._unlabeled_iter = None
+
+    def _check_schedule_length(self) -> None:
+        """Once per run, at the first epoch: a scheduler planned for another T is rescaled or refused."""
+        if self._schedule_checked:
+            return
+        self._schedule_checked = True
+        big_t = self.total_iterations()
+        for sched in self.lr_schedulers:
+            planned = getattr(sched, "total_iters", None)
+            if planned is None or int(planned) == big_t:
+                continue
+            what = (
+                f"{type(sched).__name__} was planned for {planned} iterations (restored from the checkpoint) "
+                f"but this run has T = max_epochs x epoch_length = {big_t}"
+            )
+            polynomial = isinstance(sched, torch.optim.lr_scheduler.PolynomialLR)
+            if self.resume_schedule == "refuse" or not polynomial:
+                raise ValueError(
+                    f"{what}; resume with the max_epochs and epoch_length of the checkpoint, or set "
+                    "resume_schedule: rescale (PolynomialLR only)"
+                )
+            sched.total_iters = big_t
+            t = min(int(sched.last_epoch), big_t)
+            factor = (1.0 - t / big_t) ** sched.power
+            for group in sched.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+            logger.warning(f"{what}: the schedule is rescaled to T = {big_t}; lr now {sched._last_lr}")
+
+    def _nonfinite(self, what: str) -> bool:
+        """Agree across ranks on a non-finite step; stop (raise) or count it (skip). True: skip this step."""
+        flag = torch.tensor([1.0 if what else 0.0], device=self.state.device)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if not what and flag.item() > 0:
+                what = "on another rank"
+        if flag.item() == 0:
+            return False
+        msg = f"iteration {self.state.iteration}: non-finite {what}"
+        if not self.skip_nonfinite_steps:
+            raise NonFiniteError(
+                f"{msg}. Stopped before the optimiser step; the final checkpoint (if the run saves one) "
+                "holds the last good state. Set skip_nonfinite_steps: true to skip such steps instead."
+            )
+        self.state.nonfinite_steps = int(getattr(self.state, "nonfinite_steps", 0)) + 1
+        logger.warning(f"{msg}: step skipped ({self.state.nonfinite_steps} skipped so far)")
+        return True
+
+    def _skipped_output(self) -> dict:
+        out: dict[str, Any] = {Keys.LOSS: torch.tensor(float("nan"))}
+        out["nonfinite_steps"] = float(self.state.nonfinite_steps)
+        self.state.output = out
+        return out
 
     # ------------------------------------------------------------------ helpers
     def _next_unlabeled(self) -> torch.Tensor:
         if self._unlabeled_iter is None:
-            self._unlabeled_iter = _cycle(self.unlabeled_data_loader)  # type: ignore[arg-type]
+            self._unlabeled_iter = iter(self.unlabeled_stream)  # type: ignore[arg-type]
         batch = next(self._unlabeled_iter)
         image = batch[Keys.IMAGE] if isinstance(batch, dict) else batch
         return torch.as_tensor(image).to(self.state.device, non_blocking=self.non_blocking)
@@ -285,6 +459,11 @@ class HermesTrainer(Trainer):
         gen = engine._rng(device)
         engine.network.train()
         semi = engine.unlabeled_data_loader is not None
+        u_w = engine._next_unlabeled() if semi else None
+        inputs = {"labeled image": x_l} if u_w is None else {"labeled image": x_l, "unlabeled image": u_w}
+        bad = [name for name, v in inputs.items() if not bool(torch.isfinite(v).all())]
+        if engine._nonfinite(" and ".join(f"input ({b})" for b in bad)):
+            return engine._skipped_output()
 
         autocast = (
             torch.autocast(device_type=torch.device(device).type, **(engine.amp_kwargs or {}))
@@ -294,7 +473,6 @@ class HermesTrainer(Trainer):
         out: dict[str, Any] = {}
         with autocast:
             if semi:
-                u_w = engine._next_unlabeled()
                 with record_function("hermes::strong_view"):
                     u_s = engine.strong_augment(u_w, generator=gen)
                 gamma = entropy_ratio(t, big_t, start=engine.entropy_start)
@@ -356,6 +534,15 @@ class HermesTrainer(Trainer):
             loss_seg = sum(weighted[k] for k in ("loss_seg_l", "loss_seg_u", "loss_contrast_seg", "loss_itc"))
             loss = loss_cls + loss_seg
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        if not bool(torch.isfinite(loss)):
+            terms = [k for k, v in weighted.items() if not bool(torch.isfinite(v))]
+            named = ", ".join(f"{k}={float(weighted[k].detach())}" for k in terms)
+            named = named or f"loss={float(loss.detach())}"
+            what = f"loss term(s) {named}"
+        else:
+            what = ""
+        if engine._nonfinite(what):
+            return engine._skipped_output()
         if engine.grad_monitor_interval > 0 and engine.state.iteration % engine.grad_monitor_interval == 0:
             with record_function("hermes::grad_monitor"):
                 out.update(engine.gradient_shares(weighted))
@@ -377,6 +564,8 @@ class HermesTrainer(Trainer):
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         out[Keys.LOSS] = loss.detach()
+        if engine.skip_nonfinite_steps:
+            out["nonfinite_steps"] = float(engine.state.nonfinite_steps)
         terms = (
             loss_seg_l,
             loss_cls_l,

@@ -8,8 +8,13 @@
   ``(num_classes, size, dim)`` buffer (pixel-level contrast), so a frequent class cannot push a rare
   one out of the bank.
 
+Under ``torch.distributed`` every enqueue gathers the entries of all ranks (in rank order,
+:func:`hermes_monai.distributed.all_gather_rows`), so every rank holds the same bank; ``enqueue`` is then a
+collective that every rank must call, with any number of entries (zero included).
+
 All state lives in registered buffers, so it moves with ``.to(device)`` and is saved in checkpoints.
-Enqueued features are detached and cast to the bank dtype (float32 by default). When more entries than
+Enqueued features are detached and cast to the bank dtype (float32 by default); rows holding NaN or inf are
+dropped. When more entries than
 ``size`` arrive at once only the last ``size`` are kept.
 """
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from hermes_monai.distributed import all_gather_rows
 
 __all__ = ["FeatureQueue", "ClassFeatureBank"]
 
@@ -46,6 +53,11 @@ class FeatureQueue(nn.Module):
             raise ValueError(f"expected features of shape (N, {self.dim}), got {tuple(features.shape)}")
         if features.shape[0] != labels.shape[0]:
             raise ValueError("features and labels must have the same length")
+        finite = torch.isfinite(features).all(dim=1)
+        if not bool(finite.all()):  # a non-finite entry would poison every later contrast against the bank
+            features, labels = features[finite], labels[finite.to(labels.device)]
+        features, labels = features.detach().to(self.features), labels.detach().to(self.labels)
+        features, labels = all_gather_rows(features, labels)
         n = features.shape[0]
         if n == 0:
             return
@@ -90,6 +102,9 @@ class ClassFeatureBank(nn.Module):
             raise ValueError(f"expected features of shape (N, {self.dim}), got {tuple(features.shape)}")
         features = features.detach().to(self.bank)
         labels = labels.detach().to(self.ptr.device).long()
+        features, labels = all_gather_rows(features, labels)
+        finite = torch.isfinite(features).all(dim=1).to(labels.device)
+        labels = torch.where(finite, labels, torch.full_like(labels, -1))  # non-finite entries are dropped
         for c in range(self.num_classes):
             chosen = features[labels == c]
             n = chosen.shape[0]

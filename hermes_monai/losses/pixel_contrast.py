@@ -173,6 +173,8 @@ class PixelContrastLoss(nn.Module):
             embed, labels, pred, self.max_anchors, self.max_per_group, self.min_pixels, generator
         )
         if anchors.shape[0] == 0:
+            if self.enqueue_per_class > 0:  # a collective under torch.distributed: every rank enqueues
+                self.bank.enqueue(anchors.detach(), anchor_labels)
             return embed.sum() * 0.0
         if self.normalize:
             anchors = F.normalize(anchors, dim=1)
