@@ -77,7 +77,7 @@ def test_synthetic_odd_split_balance(tmp_path: Path) -> None:
     assert sorted(classes) == [0, 0, 0, 1, 1]  # ceil(5/2) benign, floor(5/2) malignant
 
 
-def test_synthetic_masks_binary_nonempty(synth: Path) -> None:
+def test_synthetic_masks_binary_nonempty_and_lesion_darker(synth: Path) -> None:
     root = synth.parent
     data = json.loads(synth.read_text())
     for split in ("labeled", "validation", "test"):
@@ -85,19 +85,9 @@ def test_synthetic_masks_binary_nonempty(synth: Path) -> None:
             img, mask = _read(root / e["image"]), _read(root / e["label"])
             assert mask.shape == img.shape
             assert set(np.unique(mask).tolist()) == {0, 255}
-
-
-def test_synthetic_lesions_mostly_hypoechoic_some_nearly_isoechoic() -> None:
-    """Lesion / surrounding-ring mean brightness: darker on the whole, with hard near-iso-echoic cases."""
-    ratios = []
-    for i in range(60):
-        img, mask = render_case(np.random.default_rng(1000 + i), i % 2, 96)
-        inside = mask > 0
-        ring = binary_dilation(inside, iterations=4) & ~inside
-        ratios.append(img[inside].mean() / img[ring].mean())
-    ratios = np.array(ratios)
-    assert np.median(ratios) < 0.8 and ratios.min() < 0.5  # clearly dark lesions exist
-    assert (ratios > 0.85).mean() > 0.1  # ... and iso-echoic ones that a model must find by texture/shape
+            inside = mask > 0
+            ring = binary_dilation(inside, iterations=4) & ~inside
+            assert img[inside].mean() < 0.8 * img[ring].mean()
 
 
 def test_synthetic_deterministic(tmp_path: Path, synth: Path) -> None:

@@ -51,17 +51,11 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from hermes_monai.data.datalist import write_datalist
 
-__all__ = [
-    "CLASS_NAMES",
-    "DEFAULT_DIFFICULTY",
-    "ensure_synthetic_dataset",
-    "generate_synthetic_dataset",
-    "render_case",
-]
+__all__ = ["generate_synthetic_dataset", "ensure_synthetic_dataset", "render_case", "CLASS_NAMES"]
 
 CLASS_NAMES: tuple[str, str] = ("benign", "malignant")
 GENERATOR_NAME = "hermes_monai.data.synthetic"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 1
 SPLITS: tuple[str, ...] = ("labeled", "unlabeled", "validation", "test")
 
 # Fan geometry (normalised coordinates, y down): apex above the image, 50 deg half-angle; at
@@ -71,42 +65,28 @@ _FAN_HALF_ANGLE = np.deg2rad(50.0)
 _R_MAX = 1.35  # boundary radius clip (relative to the ellipse), bounds the lesion extent
 
 
-#: How hard the generated data are: the probability that each class cue follows the lesion's class, the
-#: share of nearly iso-echoic lesions, and the most acoustic shadows per image.
-DEFAULT_DIFFICULTY: dict[str, float] = {"cue_agreement": 0.8, "isoechoic_fraction": 0.2, "max_shadows": 2}
-
-
-def _shape_params(
-    rng: np.random.Generator, cls: int, cue_agreement: float = 0.8, isoechoic_fraction: float = 0.2
-) -> dict[str, Any]:
-    """Draw the lesion/cue parameters for one case of class ``cls`` (0 benign, 1 malignant).
-
-    Every cue overlaps between the classes: a fifth of the cases of each class are drawn from
-    the other class's typical range for each cue independently, so no single cue decides.
-    """
-
-    def typical(p: float) -> bool:
-        return bool(rng.random() < p)
-
+def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
+    """Draw the lesion/cue parameters for one case of class ``cls`` (0 benign, 1 malignant)."""
     width = rng.uniform(0.12, 0.30)
     a = width / 2
-    # (benign, malignant) typical ranges; a case takes its class's range with probability p_typ
-    p_typ = cue_agreement
-    mal = cls == 1
-    own = typical(p_typ)
-    aspect = rng.uniform(0.85, 1.35) if (mal == own) else rng.uniform(0.45, 0.95)
-    own = typical(p_typ)
-    irregular = mal == own
-    level = rng.uniform(0.05, 0.12) if irregular else rng.uniform(0.0, 0.04)
-    harmonics = np.arange(2, 8)
-    n_spikes = int(rng.integers(2, 8)) if irregular else int(rng.integers(0, 2))
-    spike_amp = (0.12, 0.4) if irregular else (0.04, 0.12)
-    own = typical(p_typ)
-    margin = rng.uniform(0.05, 0.14) if (mal == own) else rng.uniform(0.01, 0.05)
-    own = typical(p_typ)
-    posterior = rng.uniform(-0.6, -0.15) if (mal == own) else rng.uniform(0.0, 0.6)
-    own = typical(p_typ)
-    n_calc = int(rng.integers(2, 7)) if (mal == own) else 0  # microcalcifications: bright specks
+    if cls == 0:
+        aspect = rng.uniform(0.45, 0.9) if rng.random() < 0.85 else rng.uniform(0.9, 1.15)
+        irregular = rng.random() < 0.15
+        level = rng.uniform(0.04, 0.09) if irregular else rng.uniform(0.0, 0.035)
+        harmonics = np.arange(2, 6)
+        n_spikes = int(rng.integers(1, 3)) if irregular else 0
+        spike_amp = (0.05, 0.15)
+        margin = rng.uniform(0.01, 0.04) if rng.random() < 0.9 else rng.uniform(0.04, 0.09)
+        posterior = rng.uniform(0.3, 0.7) if rng.random() < 0.85 else rng.uniform(-0.15, 0.1)
+    else:
+        aspect = rng.uniform(0.85, 1.4) if rng.random() < 0.8 else rng.uniform(0.6, 0.9)
+        round_ = rng.random() < 0.2
+        level = rng.uniform(0.01, 0.05) if round_ else rng.uniform(0.06, 0.14)
+        harmonics = np.arange(2, 8)
+        n_spikes = int(rng.integers(0, 3)) if round_ else int(rng.integers(3, 10))
+        spike_amp = (0.05, 0.15) if round_ else (0.15, 0.45)
+        margin = rng.uniform(0.06, 0.16) if rng.random() < 0.8 else rng.uniform(0.02, 0.06)
+        posterior = rng.uniform(-0.55, -0.2) if rng.random() < 0.8 else rng.uniform(-0.1, 0.15)
     b = a * aspect
     return {
         "a": a,
@@ -120,57 +100,16 @@ def _shape_params(
         "spike_kappa": rng.uniform(40.0, 120.0, size=n_spikes),
         "margin": margin,
         "posterior": posterior,
-        "n_calc": n_calc,
-        # lesion/tissue echo amplitude ratio: a share of the lesions are nearly iso-echoic
-        "contrast": rng.uniform(0.35, 0.6) if rng.random() < isoechoic_fraction else rng.uniform(0.06, 0.3),
     }
 
 
-def _psf_speckle(rng: np.random.Generator, amplitude: np.ndarray, px: float) -> np.ndarray:
-    """Envelope of scatterers convolved with an ultrasound point-spread function.
-
-    ``amplitude`` (S, S) is the local echo amplitude. Complex Gaussian scatterers weighted by it are
-    convolved with a separable PSF (axial: Gaussian envelope times a carrier along depth; lateral:
-    wider Gaussian), and the envelope ``|.|`` is returned: fully developed (Rayleigh) speckle with
-    an axially short, laterally long grain, whose mean follows ``amplitude``.
-    """
-    s = amplitude.shape[0]
-    scat = (rng.standard_normal((s, s)) + 1j * rng.standard_normal((s, s))) * amplitude
-    sig_ax, sig_lat = 0.7 * px, 1.6 * px
-    half = int(np.ceil(3 * sig_lat))
-    t = np.arange(-half, half + 1, dtype=np.float64)
-    axial = np.exp(-0.5 * (t / sig_ax) ** 2) * np.exp(1j * 2 * np.pi * t / (3.0 * px))
-    lateral = np.exp(-0.5 * (t / sig_lat) ** 2)
-    f = np.fft.fft2(scat)
-
-    def circular(kernel: np.ndarray) -> np.ndarray:  # centred 1D kernel -> length-S circular kernel
-        out = np.zeros(s, dtype=kernel.dtype)
-        out[: half + 1] += kernel[half:][: s]
-        out[s - half :] += kernel[:half][-s:] if half else kernel[:0]
-        return np.fft.fft(out)
-
-    ky, kx = circular(axial), circular(lateral)
-    env = np.abs(np.fft.ifft2(f * ky[:, None] * kx[None, :]))
-    return env / (np.sqrt(np.sum(np.abs(axial) ** 2) * np.sum(lateral**2)) + 1e-12)
-
-
-def render_case(
-    rng: np.random.Generator,
-    cls: int,
-    size: int = 128,
-    cue_agreement: float = DEFAULT_DIFFICULTY["cue_agreement"],
-    isoechoic_fraction: float = DEFAULT_DIFFICULTY["isoechoic_fraction"],
-    max_shadows: int = int(DEFAULT_DIFFICULTY["max_shadows"]),
-) -> tuple[np.ndarray, np.ndarray]:
+def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic ultrasound image and its lesion mask.
 
     Args:
         rng: random generator (consumed).
         cls: 0 benign, 1 malignant.
         size: output side length in pixels.
-        cue_agreement: probability that each class cue follows ``cls`` (else the other class's range).
-        isoechoic_fraction: share of lesions with an echo ratio of 0.35-0.6 instead of 0.06-0.3.
-        max_shadows: most acoustic shadows from above (0 to this many, uniformly).
 
     Returns:
         ``(image, mask)``, both uint8 of shape (size, size); the mask is 0 / 255.
@@ -180,20 +119,16 @@ def render_case(
     y, x = coords[:, None], coords[None, :]  # (S, 1) depth, (1, S) lateral
     px = s / 128.0  # pixel scale so textures look alike at every size
 
-    # --- tissue echogenicity: layers of fat / fibroglandular tissue ----------------------------
-    streaks = gaussian_filter(rng.standard_normal((s, s)), sigma=(1.5 * px, 12.0 * px), mode="wrap")
+    # --- tissue: layered texture -------------------------------------------------------------
+    streaks = gaussian_filter(rng.standard_normal((s, s)), sigma=(1.2 * px, 10.0 * px), mode="wrap")
     streaks /= streaks.std() + 1e-8
     freq, phase = rng.uniform(2.0, 6.0), rng.uniform(0, 2 * np.pi)
     wave = np.sin(2 * np.pi * (freq * y + 0.04 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * x)) + phase)
-    tissue = np.clip(0.6 + 0.18 * streaks + 0.12 * wave, 0.15, None)
-    tissue = tissue + 0.5 * (y < rng.uniform(0.03, 0.07))  # bright skin line
-    # dark fat lobules scattered in the tissue: lesion look-alikes
-    blobs = gaussian_filter(rng.standard_normal((s, s)), sigma=6.0 * px, mode="wrap")
-    blobs /= blobs.std() + 1e-8
-    tissue = tissue * np.where(blobs > 1.6, rng.uniform(0.35, 0.7), 1.0)
+    tissue = 0.55 + 0.09 * streaks + 0.07 * wave
+    tissue = tissue + 0.12 * (y < rng.uniform(0.03, 0.07))  # bright skin line
 
     # --- lesion geometry ---------------------------------------------------------------------
-    p = _shape_params(rng, cls, cue_agreement, isoechoic_fraction)
+    p = _shape_params(rng, cls)
     a, b = p["a"], p["b"]
     extent = _R_MAX * max(a, b)
     cx = rng.uniform(0.10 + extent, 0.90 - extent)
@@ -215,59 +150,36 @@ def render_case(
     rows = np.arange(s)[:, None]
     cols_hit = mask.any(axis=0)
     bottom = np.where(cols_hit, s - 1 - np.argmax(mask[::-1], axis=0), s)  # last lesion row per column
-    bottom = np.where(cols_hit, bottom, (cy + b) * s)
+    ellipse_bottom = (cy + b) * s
+    bottom = np.where(cols_hit, bottom, ellipse_bottom)
     lateral = gaussian_filter1d(cols_hit.astype(np.float64), sigma=1.5 * px)
     below = (rows - bottom[None, :]) / s
-    decay = rng.uniform(0.2, 0.5)
+    decay = rng.uniform(0.15, 0.35)
     band = lateral[None, :] * np.exp(-np.clip(below, 0, None) / decay) / (1 + np.exp(-below * s / (1.5 * px)))
     posterior = 1.0 + p["posterior"] * band
 
-    # --- acoustic shadows from structures above (Cooper's ligaments, ribs): they cross the
-    # lesion and hide parts of its border in about half the images
-    shadow = np.ones((s, s))
-    for _ in range(int(rng.integers(0, int(max_shadows) + 1))):
-        sx = rng.uniform(0.1, 0.9) if rng.random() < 0.5 else cx + rng.uniform(-1, 1) * a
-        sw = rng.uniform(0.02, 0.06)
-        top = rng.uniform(0.05, 0.4)
-        depth_ramp = 1 / (1 + np.exp(-(y - top) * s / (2.0 * px)))
-        shadow *= 1 - rng.uniform(0.4, 0.8) * np.exp(-0.5 * ((x - sx) / sw) ** 2) * depth_ramp
-
-    # --- echo amplitude map, scatterers x PSF, attenuation, log compression ---------------------
-    lesion_amp = p["contrast"] * (1 + 0.1 * streaks)
-    amplitude = (tissue * (1 - weight) + tissue.mean() * lesion_amp * weight) * posterior * shadow
-    if p["n_calc"]:
-        inside = np.flatnonzero(mask)
-        spots = rng.choice(inside, size=min(p["n_calc"], inside.size), replace=False)
-        calc = np.zeros(s * s)
-        calc[spots] = rng.uniform(2.0, 4.0, size=spots.size)
-        amplitude = amplitude + gaussian_filter(calc.reshape(s, s), sigma=0.6 * px) * 2.0
-    attenuation = np.exp(-rng.uniform(0.8, 1.8) * y)  # partly compensated by time-gain control
-    env = _psf_speckle(rng, amplitude * attenuation, px)
-    dyn_range = rng.uniform(40.0, 60.0)  # dB
-    gain = rng.uniform(-6.0, 3.0)  # dB
-    db = 20 * np.log10(env / np.median(env) + 1e-6) + gain
-    img = np.clip((db + dyn_range * 0.6) / dyn_range, 0.0, 1.0)
+    # --- compose: echo level x speckle x attenuation ------------------------------------------
+    lesion_level = rng.uniform(0.15, 0.45) * 0.55 * (1 + 0.05 * streaks)
+    echo = (tissue * (1 - weight) + lesion_level * weight) * posterior
+    speckle = gaussian_filter(rng.rayleigh(1.0, (s, s)), sigma=(0.5 * px, 0.9 * px), mode="wrap")
+    speckle /= speckle.mean()
+    speckle = 1 + (speckle - 1) * (1 - 0.4 * weight)
+    attenuation = np.exp(-rng.uniform(0.5, 1.1) * y)
+    img = echo * speckle * attenuation * rng.uniform(0.9, 1.2)
 
     if rng.random() < 0.5:  # curvilinear probe: dark outside the fan, soft edge
         ax, ay = _FAN_APEX
         angle = np.abs(np.arctan2(x - ax, y - ay))
         img = img / (1 + np.exp((angle - _FAN_HALF_ANGLE) * 60.0))
 
-    image = np.round(img * 255).astype(np.uint8)
+    image = np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
     return image, mask.astype(np.uint8) * 255
 
 
 def _meta(
-    num_labeled: int,
-    num_unlabeled: int,
-    num_validation: int,
-    num_test: int,
-    image_size: int,
-    seed: int,
-    difficulty: dict[str, float],
+    num_labeled: int, num_unlabeled: int, num_validation: int, num_test: int, image_size: int, seed: int
 ) -> dict[str, Any]:
     return {
-        "difficulty": {k: float(v) for k, v in sorted(difficulty.items())},
         "generator": GENERATOR_NAME,
         "version": GENERATOR_VERSION,
         "num_labeled": int(num_labeled),
@@ -308,7 +220,6 @@ def generate_synthetic_dataset(
     image_size: int = 128,
     seed: int = 0,
     overwrite: bool = False,
-    difficulty: dict[str, float] | None = None,
 ) -> Path:
     """Write the synthetic dataset (images, masks, ``datalist.json``) into ``output_dir``.
 
@@ -318,8 +229,6 @@ def generate_synthetic_dataset(
         image_size: side length of the square images.
         seed: seed of the numpy generator; same seed and parameters give identical bytes.
         overwrite: regenerate even when a matching dataset exists.
-        difficulty: keys of :data:`DEFAULT_DIFFICULTY` (missing keys keep their default), passed to
-            :func:`render_case`.
 
     Returns:
         Path of ``datalist.json``.
@@ -336,11 +245,7 @@ def generate_synthetic_dataset(
         raise ValueError(f"image_size must be >= 32, got {image_size}")
     root = Path(output_dir)
     datalist_path = root / "datalist.json"
-    unknown = set(difficulty or {}) - set(DEFAULT_DIFFICULTY)
-    if unknown:
-        raise ValueError(f"unknown difficulty key(s) {sorted(unknown)}; known: {sorted(DEFAULT_DIFFICULTY)}")
-    level = {**DEFAULT_DIFFICULTY, **(difficulty or {})}
-    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed, level)
+    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed)
     if not overwrite and _reusable(datalist_path, meta):
         return datalist_path
 
@@ -365,14 +270,7 @@ def generate_synthetic_dataset(
     for item in np.argsort(number_of, kind="stable"):  # render in file-number order
         split = SPLITS[split_of[item]]
         cls = int(class_of[item])
-        image, mask = render_case(
-            np.random.default_rng(case_seqs[item]),
-            cls,
-            image_size,
-            cue_agreement=level["cue_agreement"],
-            isoechoic_fraction=level["isoechoic_fraction"],
-            max_shadows=int(level["max_shadows"]),
-        )
+        image, mask = render_case(np.random.default_rng(case_seqs[item]), cls, image_size)
         name = f"us_{int(number_of[item]):0{width}d}.png"
         Image.fromarray(image).save(image_dir / name)
         entry: dict[str, Any] = {"image": f"images/{name}"}
