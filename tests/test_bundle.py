@@ -13,6 +13,7 @@ import mlflow
 import pytest
 import torch
 from monai.bundle import ConfigParser, run
+from tiny_bundle import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
@@ -21,32 +22,9 @@ EVAL = [TRAIN, str(CONFIGS / "evaluate.yaml")]
 
 
 def _overrides(root: Path, **extra) -> dict:
-    o = {
-        "bundle_root": str(root),
-        "synthetic_dir": str(root / "data"),
-        "synthetic": {
-            "image_size": 64,
-            "num_labeled": 8,
-            "num_unlabeled": 8,
-            "num_validation": 4,
-            "num_test": 6,
-        },
-        "image_size": 64,
-        "labeled_batch_size": 2,
-        "unlabeled_batch_size": 2,
-        "max_epochs": 2,
-        "epoch_length": 2,
-        "val_interval": 1,
-        "log_interval": 1,
-        "contrast_warmup": 0,
-        "pixel_contrast_loss#min_pixels": 4,
-        "pixel_contrast_loss#max_per_group": 8,
-        "tracking_uri": f"sqlite:///{root}/mlruns.db",
-        "run_name": "itest",
-        "device": "$torch.device('cpu')",
-    }
-    o.update(extra)
-    return o
+    return tiny_overrides(
+        root, tracking_uri=f"sqlite:///{root}/mlruns.db", run_name="itest", **extra
+    )
 
 
 @pytest.fixture(scope="module")

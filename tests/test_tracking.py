@@ -19,6 +19,7 @@ import mlflow
 import pytest
 import yaml
 from monai.bundle import ConfigParser, run
+from tiny_bundle import tiny_overrides
 
 from hermes_monai.tracking import tracking_params
 
@@ -33,32 +34,17 @@ def _free_port() -> int:
 
 
 def _overrides(root: Path, uri: str, **extra: object) -> dict:
-    o = {
-        "bundle_root": str(root),
-        "synthetic_dir": str(root / "data"),
-        "synthetic": {
-            "image_size": 64,
-            "num_labeled": 4,
-            "num_unlabeled": 4,
-            "num_validation": 2,
-            "num_test": 2,
-        },
-        "image_size": 64,
-        "encoder": "resnet10t",
-        "decoder_channels": [32, 16, 16, 8],
-        "labeled_batch_size": 2,
-        "unlabeled_batch_size": 2,
-        "max_epochs": 2,
-        "epoch_length": 2,
-        "val_interval": 1,
-        "log_interval": 1,
-        "contrast_warmup": 0,
-        "pixel_contrast_loss#min_pixels": 4,
-        "pixel_contrast_loss#max_per_group": 8,
-        "tracking_uri": uri,
-        "run_name": "server_test",
-        "device": "$torch.device('cpu')",
-    }
+    o = tiny_overrides(
+        root,
+        num_labeled=4,
+        num_unlabeled=4,
+        num_validation=2,
+        num_test=2,
+        encoder="resnet10t",
+        decoder_channels=[32, 16, 16, 8],
+        tracking_uri=uri,
+        run_name="server_test",
+    )
     o.update(extra)
     return o
 
