@@ -1,5 +1,6 @@
 """Training engines: the Hermes semi-supervised trainer built on ``monai.engines.Trainer``."""
 
+from hermes_monai.engines.gradient_budget import BUDGETED_TERMS, GradientBudget
 from hermes_monai.engines.trainer import (
     DEFAULT_WEIGHTS,
     LOSS_TERMS,
@@ -8,4 +9,12 @@ from hermes_monai.engines.trainer import (
     loggable_output,
 )
 
-__all__ = ["DEFAULT_WEIGHTS", "LOSS_TERMS", "MONITOR_KEYS", "HermesTrainer", "loggable_output"]
+__all__ = [
+    "BUDGETED_TERMS",
+    "GradientBudget",
+    "DEFAULT_WEIGHTS",
+    "LOSS_TERMS",
+    "MONITOR_KEYS",
+    "HermesTrainer",
+    "loggable_output",
+]

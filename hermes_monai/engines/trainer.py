@@ -35,7 +35,9 @@ term as weighted in the total, the norm of its gradient on the shared segmentati
 (``grad_norm_<term>``) and its cosine with the supervised segmentation term's (``grad_cos_<term>``),
 with one extra ``torch.autograd.grad`` per term on the iteration's graph (no parameter ``.grad`` touched).
 This is how the loss weights of a preset are chosen (no term should out-pull the supervised one) and
-what to look at first when semi-supervised training misbehaves.
+what to look at first when semi-supervised training misbehaves. With ``grad_budget`` set, the same
+measurements drive a :class:`~hermes_monai.engines.GradientBudget`, which scales the auxiliary segmentation
+terms down whenever their running ratio to the supervised term exceeds the budget (``grad_scale_<term>``).
 
 Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
 (``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``losses``,
@@ -79,6 +81,7 @@ from torch.profiler import record_function
 
 from hermes_monai.data.augment import StrongAugment
 from hermes_monai.data.stream import ResumableStream, random_states, set_random_states
+from hermes_monai.engines.gradient_budget import GradientBudget
 from hermes_monai.losses import (
     IgnoreDiceLoss,
     ImageContrastLoss,
@@ -141,7 +144,9 @@ def loggable_output(output: dict) -> dict[str, float]:
     """Pick the scalar loss, loss terms and monitors from the trainer output for logging handlers."""
     keys = ("loss", *LOSS_TERMS, *MONITOR_KEYS)
     out = {k: float(output[k]) for k in keys if k in output}
-    out.update({k: float(v) for k, v in output.items() if k.startswith(("grad_norm_", "grad_cos_"))})
+    out.update(
+        {k: float(v) for k, v in output.items() if k.startswith(("grad_norm_", "grad_cos_", "grad_scale_"))}
+    )
     return out
 
 
@@ -181,6 +186,10 @@ class HermesTrainer(Trainer):
         consistency_rampup: ``λ(t) = weights['itc'] · rampup(t, consistency_rampup · T)``.
         grad_monitor_interval: measure the per-term gradient norms on the seg encoder at every iteration
             number divisible by it (0: never); a multiple of the logging interval gets them logged.
+        grad_budget: cap on each auxiliary seg term's encoder gradient relative to the supervised term's,
+            applied from the monitor's measurements (:class:`~hermes_monai.engines.GradientBudget`);
+            ``None``: the configured weights unchanged. Needs ``grad_monitor_interval > 0``.
+        grad_budget_momentum: momentum of the budget's running ratio (geometric mean over measurements).
         entropy_start: γ(0) of the entropy ramp γ(t) = start + (1−start)·rampup(t, T).
         seed: seed of the strong-augmentation and anchor-sampling generators.
         skip_nonfinite_steps: skip (and count) iterations with a non-finite input or loss instead of
@@ -214,6 +223,8 @@ class HermesTrainer(Trainer):
         weights: dict[str, float] | None = None,
         consistency_rampup: float = PAPER_CONSISTENCY_RAMPUP,
         grad_monitor_interval: int = 0,
+        grad_budget: float | None = None,
+        grad_budget_momentum: float = 0.5,
         entropy_start: float = 0.75,
         seed: int = 0,
         skip_nonfinite_steps: bool = False,
@@ -262,6 +273,11 @@ class HermesTrainer(Trainer):
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         self.consistency_rampup = float(consistency_rampup)
         self.grad_monitor_interval = int(grad_monitor_interval)
+        self.grad_budget = GradientBudget(grad_budget, grad_budget_momentum)
+        if self.grad_budget.enabled and self.grad_monitor_interval <= 0:
+            raise ValueError(
+                "grad_budget needs the gradient monitor: set grad_monitor_interval > 0 (or grad_budget: null)"
+            )
         self.entropy_start = entropy_start
         self.seg_sup_loss = SegSupervisedLoss()
         self.seg_unsup_loss = IgnoreDiceLoss()
@@ -345,6 +361,7 @@ class HermesTrainer(Trainer):
             "image_contrast": None if self.image_contrast is None else self.image_contrast.state_dict(),
             "pixel_contrast": None if self.pixel_contrast is None else self.pixel_contrast.state_dict(),
             "nonfinite_steps": int(getattr(self.state, "nonfinite_steps", 0)),
+            "grad_budget": self.grad_budget.state_dict(),
         }
 
     def load_hermes_state_dict(self, state: dict[str, Any]) -> None:
@@ -372,6 +389,7 @@ class HermesTrainer(Trainer):
             if module is not None and saved is not None:
                 module.load_state_dict(saved)
         self.state.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self.grad_budget.load_state_dict(state.get("grad_budget", {}))
         self._unlabeled_iter = None
 
     def _check_schedule_length(self) -> None:
@@ -520,12 +538,20 @@ class HermesTrainer(Trainer):
                 itc_w = consistency_weight(t, big_t, engine.weights["itc"], engine.consistency_rampup)
                 loss_itc = inter_task_consistency(proj["seg_proj"].float(), proj["cls_proj"].float())
             w = engine.weights
-            # each term times its coefficient in the total loss (HERMES §5)
+            cap = engine.grad_budget.factor
+            if engine.grad_budget.enabled:
+                out.update(engine.grad_budget.factors())  # the factors this iteration applies
+            # each term times its coefficient in the total loss (HERMES §5), the auxiliary seg terms also
+            # times their gradient-budget factor (1 unless measured above budget)
             weighted = {
                 "loss_seg_l": w["seg_total"] * loss_seg_l,
-                "loss_seg_u": w["seg_total"] * w["seg_unsup"] * loss_seg_u,
-                "loss_contrast_seg": w["seg_total"] * w["seg_contrast"] * contrast_w * loss_c_seg,
-                "loss_itc": itc_w * loss_itc,
+                "loss_seg_u": cap("loss_seg_u") * w["seg_total"] * w["seg_unsup"] * loss_seg_u,
+                "loss_contrast_seg": cap("loss_contrast_seg")
+                * w["seg_total"]
+                * w["seg_contrast"]
+                * contrast_w
+                * loss_c_seg,
+                "loss_itc": cap("loss_itc") * itc_w * loss_itc,
                 "loss_cls_l": w["cls_total"] * loss_cls_l,
                 "loss_cls_u": w["cls_total"] * w["cls_unsup"] * loss_cls_u,
                 "loss_contrast_cls": w["cls_total"] * w["cls_contrast"] * contrast_w * loss_c_cls,
@@ -545,7 +571,9 @@ class HermesTrainer(Trainer):
             return engine._skipped_output()
         if engine.grad_monitor_interval > 0 and engine.state.iteration % engine.grad_monitor_interval == 0:
             with record_function("hermes::grad_monitor"):
-                out.update(engine.gradient_shares(weighted))
+                shares = engine.gradient_shares(weighted)
+            out.update(shares)
+            engine.grad_budget.update(shares, device=device)
 
         engine.seg_optimizer.zero_grad(set_to_none=True)
         engine.cls_optimizer.zero_grad(set_to_none=True)
