@@ -386,3 +386,34 @@ def test_eval_transforms_resize_with_and_without_label(synth: Path) -> None:
     assert out["image"].shape == out["label"].shape == (1, 48, 48)
     assert set(torch.unique(out["label"]).tolist()) == {0.0, 1.0}
     assert out["image"].meta["filename_or_obj"] == entry["image"]
+
+
+def test_synthetic_difficulty_hides_lesions_without_moving_them(tmp_path: Path) -> None:
+    """Harder images keep the same lesion masks; lesions sit closer to the tissue's echo level, and
+    look-alikes / shadows darken tissue outside the lesion."""
+
+    def contrast(difficulty: float, i: int) -> tuple[np.ndarray, float, float]:
+        image, mask = render_case(np.random.default_rng(700 + i), i % 2, 96, difficulty)
+        inside = mask > 0
+        ring = binary_dilation(inside, iterations=6) & ~inside
+        return (
+            mask,
+            image[inside].mean() / image[ring].mean(),
+            image[~binary_dilation(inside, iterations=6)].std(),
+        )
+
+    easy = [contrast(0.0, i) for i in range(24)]
+    hard = [contrast(1.0, i) for i in range(24)]
+    for (m0, *_), (m1, *_) in zip(easy, hard):
+        assert np.array_equal(m0, m1)
+    # lesion / surrounding echo ratio moves toward 1 (iso-echoic), tissue gets more structure
+    assert np.mean([c for _, c, _ in hard]) > np.mean([c for _, c, _ in easy]) + 0.1
+    assert np.mean([t for *_, t in hard]) > np.mean([t for *_, t in easy])
+    with pytest.raises(ValueError, match="difficulty"):
+        generate_synthetic_dataset(tmp_path, difficulty=1.5, **SMALL)
+    params = {"num_labeled": 2, "num_unlabeled": 0, "num_validation": 0, "num_test": 0, "image_size": 32}
+    plain = json.loads(generate_synthetic_dataset(tmp_path / "a", **params).read_text())["meta"]
+    harder = json.loads(generate_synthetic_dataset(tmp_path / "b", difficulty=0.5, **params).read_text())[
+        "meta"
+    ]
+    assert "difficulty" not in plain and harder["difficulty"] == 0.5  # older datasets stay reusable

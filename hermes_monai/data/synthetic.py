@@ -28,6 +28,10 @@ Image model (all vectorised numpy, ~1 ms per 128x128 image):
   posterior     acoustic enhancement           shadowing
   ============  ============================  ===================================
 
+``difficulty`` (0 by default: the images above, byte for byte) hardens the cases for measuring
+headroom: lesions moved toward iso-echoic, hypoechoic fat lobules that look like lesions (outside the
+mask), and acoustic shadows from above that hide parts of the border; masks and classes are unchanged.
+
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns a stream for the split layout and
 one per image, so output is byte-identical for a seed. Classes are balanced within each split
 (exactly half/half for an even count; the extra item of an odd count is benign). File numbers
@@ -103,13 +107,45 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
     }
 
 
-def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def _hardening(
+    rng: np.random.Generator, difficulty: float, x: np.ndarray, y: np.ndarray, weight: np.ndarray, px: float
+) -> tuple[float, np.ndarray]:
+    """Draw what ``difficulty`` adds to one case: how far the lesion's echo moves toward the tissue's
+    (0: unchanged, 1: iso-echoic) and a multiplicative echo field (S, S) with lesion look-alikes
+    (hypoechoic fat lobules, outside the lesion) and acoustic shadows (vertical bands that hide borders).
+    """
+    d = float(difficulty)
+    iso = d * (rng.uniform(0.5, 0.9) if rng.random() < 0.5 else rng.uniform(0.0, 0.4))
+    field = np.ones_like(weight)
+    outside = 1.0 - weight
+    for _ in range(int(rng.poisson(2.0 * d))):  # fat lobules: wider than tall, normal speckle, no shadow
+        a = rng.uniform(0.04, 0.12)
+        b = a * rng.uniform(0.3, 0.7)
+        mx, my = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.85)
+        r = np.hypot((x - mx) / a, (y - my) / b)
+        lobule = 0.5 * (1.0 - np.tanh((r - 1.0) / rng.uniform(0.15, 0.35)))
+        field *= 1.0 - rng.uniform(0.3, 0.65) * lobule * outside
+    for _ in range(int(rng.random() < 0.7 * d) + int(rng.random() < 0.3 * d)):  # shadows from above
+        sx, width = rng.uniform(0.15, 0.85), rng.uniform(0.02, 0.07)
+        start = rng.uniform(0.05, 0.5)
+        lateral = np.exp(-0.5 * ((x - sx) / width) ** 2)
+        depth = 1.0 / (1.0 + np.exp(-(y - start) * 128.0 / (2.0 * px)))
+        field *= 1.0 - rng.uniform(0.4, 0.8) * lateral * depth
+    return iso, field
+
+
+def render_case(
+    rng: np.random.Generator, cls: int, size: int = 128, difficulty: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic ultrasound image and its lesion mask.
 
     Args:
         rng: random generator (consumed).
         cls: 0 benign, 1 malignant.
         size: output side length in pixels.
+        difficulty: in [0, 1]; 0 is the original image model (byte-identical output). Above 0, drawn after
+            every other random number of the case: lesions moved toward iso-echoic, hypoechoic fat lobules
+            that look like lesions (not in the mask), acoustic shadows hiding parts of the border.
 
     Returns:
         ``(image, mask)``, both uint8 of shape (size, size); the mask is 0 / 255.
@@ -160,14 +196,21 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
 
     # --- compose: echo level x speckle x attenuation ------------------------------------------
     lesion_level = rng.uniform(0.15, 0.45) * 0.55 * (1 + 0.05 * streaks)
-    echo = (tissue * (1 - weight) + lesion_level * weight) * posterior
     speckle = gaussian_filter(rng.rayleigh(1.0, (s, s)), sigma=(0.5 * px, 0.9 * px), mode="wrap")
     speckle /= speckle.mean()
     speckle = 1 + (speckle - 1) * (1 - 0.4 * weight)
     attenuation = np.exp(-rng.uniform(0.5, 1.1) * y)
-    img = echo * speckle * attenuation * rng.uniform(0.9, 1.2)
-
-    if rng.random() < 0.5:  # curvilinear probe: dark outside the fan, soft edge
+    gain = rng.uniform(0.9, 1.2)
+    fan = rng.random() < 0.5  # curvilinear probe: dark outside the fan, soft edge
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    field = 1.0
+    if difficulty > 0:
+        iso, field = _hardening(rng, difficulty, x, y, weight, px)
+        lesion_level = lesion_level + iso * (tissue - lesion_level)
+    echo = (tissue * (1 - weight) + lesion_level * weight) * posterior * field
+    img = echo * speckle * attenuation * gain
+    if fan:
         ax, ay = _FAN_APEX
         angle = np.abs(np.arctan2(x - ax, y - ay))
         img = img / (1 + np.exp((angle - _FAN_HALF_ANGLE) * 60.0))
@@ -177,8 +220,16 @@ def render_case(rng: np.random.Generator, cls: int, size: int = 128) -> tuple[np
 
 
 def _meta(
-    num_labeled: int, num_unlabeled: int, num_validation: int, num_test: int, image_size: int, seed: int
+    num_labeled: int,
+    num_unlabeled: int,
+    num_validation: int,
+    num_test: int,
+    image_size: int,
+    seed: int,
+    difficulty: float = 0.0,
 ) -> dict[str, Any]:
+    # difficulty 0 writes the meta of datasets generated before the knob existed, so they stay reusable
+    extra = {"difficulty": float(difficulty)} if difficulty else {}
     return {
         "generator": GENERATOR_NAME,
         "version": GENERATOR_VERSION,
@@ -189,6 +240,7 @@ def _meta(
         "image_size": int(image_size),
         "seed": int(seed),
         "class_names": list(CLASS_NAMES),
+        **extra,
     }
 
 
@@ -219,6 +271,7 @@ def generate_synthetic_dataset(
     num_test: int = 60,
     image_size: int = 128,
     seed: int = 0,
+    difficulty: float = 0.0,
     overwrite: bool = False,
 ) -> Path:
     """Write the synthetic dataset (images, masks, ``datalist.json``) into ``output_dir``.
@@ -228,6 +281,7 @@ def generate_synthetic_dataset(
         num_labeled / num_unlabeled / num_validation / num_test: images per split.
         image_size: side length of the square images.
         seed: seed of the numpy generator; same seed and parameters give identical bytes.
+        difficulty: in [0, 1], see :func:`render_case` (0: the original images).
         overwrite: regenerate even when a matching dataset exists.
 
     Returns:
@@ -245,7 +299,9 @@ def generate_synthetic_dataset(
         raise ValueError(f"image_size must be >= 32, got {image_size}")
     root = Path(output_dir)
     datalist_path = root / "datalist.json"
-    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed)
+    if not 0.0 <= float(difficulty) <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed, difficulty)
     if not overwrite and _reusable(datalist_path, meta):
         return datalist_path
 
@@ -270,7 +326,7 @@ def generate_synthetic_dataset(
     for item in np.argsort(number_of, kind="stable"):  # render in file-number order
         split = SPLITS[split_of[item]]
         cls = int(class_of[item])
-        image, mask = render_case(np.random.default_rng(case_seqs[item]), cls, image_size)
+        image, mask = render_case(np.random.default_rng(case_seqs[item]), cls, image_size, difficulty)
         name = f"us_{int(number_of[item]):0{width}d}.png"
         Image.fromarray(image).save(image_dir / name)
         entry: dict[str, Any] = {"image": f"images/{name}"}
