@@ -51,6 +51,7 @@ class ResultUids:
     seg_series: str
     sr_sop: str
     sr_series: str
+    tracking: str
 
 
 def result_uids(source_sop: str, source_series: str, model: str) -> ResultUids:
@@ -65,6 +66,7 @@ def result_uids(source_sop: str, source_series: str, model: str) -> ResultUids:
         seg_series=uid("seg-series", source_series),
         sr_sop=uid("sr", source_sop),
         sr_series=uid("sr-series", source_series),
+        tracking=uid("lesion-1", source_sop),
     )
 
 
@@ -124,7 +126,7 @@ def build_sr(
             )
         )
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.sr_sop + ".1", identifier="lesion 1"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.tracking, identifier="lesion 1"),
         referenced_segment=_segment_reference(source, seg),
         finding_type=codes.SCT.Lesion,
         algorithm_id=algorithm,
