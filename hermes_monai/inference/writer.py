@@ -129,7 +129,9 @@ class PredictionWriter:
         record.update(source_geometry(meta))
         if self.overlay:
             path = self.output_dir / f"{name}_overlay.png"
-            image = read_ultrasound(source)
+            # the loaded frame of a cine loop; the modality was screened already
+            frame = meta.get("frame_index") if int(meta.get("num_frames", 1) or 1) > 1 else None
+            image = read_ultrasound(source, frame=None if frame is None else int(frame), modalities=None)
             box = meta.get("us_crop_box")
             if box is not None:
                 r0, c0, r1, c1 = (int(v) for v in box)
