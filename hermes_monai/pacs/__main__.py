@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)
     from hermes_monai.pacs.runner import PacsRunner
 
     runner = PacsRunner(load_config(args.config, args.set))
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         runner.close()
+        signal.signal(signal.SIGTERM, previous)
     if summary.failed:
         lines = "\n".join(f"  {uid}: {reason}" for uid, reason in summary.failed.items())
         print(f"{len(summary.failed)} instance(s) failed:\n{lines}", file=sys.stderr)

@@ -181,8 +181,9 @@ class DimsePacs:
 
 
 class StorageReceiver:
-    """A storage SCP (C-STORE receiver, with C-ECHO): each instance of a class in :data:`IMAGE_STORAGE`
-    received is written to ``folder`` as ``<SOPInstanceUID>.dcm`` and its path put on :attr:`queue`."""
+    """A storage SCP (C-STORE receiver, with C-ECHO): every storage SOP class is accepted (the runner
+    skips instances that are not inputs); each instance is written to ``folder`` as
+    ``<SOPInstanceUID>.dcm`` and its path put on :attr:`queue`."""
 
     def __init__(
         self, folder: str | Path, ae_title: str = "HERMES", host: str = "127.0.0.1", port: int = 11112
@@ -206,13 +207,13 @@ class StorageReceiver:
         return 0x0000
 
     def start(self) -> None:
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
 
         ae = AE(ae_title=self.ae_title)
         ae.add_supported_context(Verification)
-        for sop_class in IMAGE_STORAGE:
-            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+        for context in AllStoragePresentationContexts:  # a PACS may route anything here: inputs chosen later
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self._server = ae.start_server(
             (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
         )
