@@ -146,9 +146,7 @@ def build_dicom_seg(
     original_class = str(src.SOPClassUID)
     if frames != 1:
         if frame_index is None or not 0 <= int(frame_index) < frames:
-            raise ValueError(
-                f"multi-frame DICOM ({frames} frames) needs a frame index in range, got {frame_index}"
-            )
+            raise ValueError(f"multi-frame DICOM ({frames} frames): frame index {frame_index} not in range")
         # highdicom: one frame of a source without Frame of Reference; references fixed below
         del src.NumberOfFrames
         src.SOPClassUID = _SINGLE_FRAME_US
