@@ -20,6 +20,7 @@ are partial). Checked through Orthanc's REST API and highdicom:
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -407,3 +408,31 @@ def test_storage_scp_processes_what_the_pacs_sends(
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output[-3000:]
     _one_of_each(orthanc, sources)
+
+
+def _has_monai_deploy() -> bool:
+    try:
+        return importlib.util.find_spec("monai.deploy.operators") is not None
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _has_monai_deploy(), reason="monai-deploy-app-sdk not installed (optional)")
+def test_monai_deploy_application(orthanc: Orthanc, bundle_root: Path, tmp_path: Path) -> None:
+    """The MONAI Deploy wrapper (run only where monai-deploy-app-sdk is installed): its DICOM loader and
+    series selector feed the runner's processing step; the CT is not selected."""
+    from hermes_monai.pacs.config import load_config
+    from hermes_monai.pacs.deploy_app import build_app
+    from hermes_monai.pacs.runner import PacsRunner, RunSummary
+
+    us = [write_us_dicom(tmp_path / "in" / f"md{k}.dcm", lesion(80 + k)[0]) for k in range(2)]
+    write_us_dicom(tmp_path / "in" / "ct.dcm", lesion(85)[0], sop_class=CTImageStorage, modality="CT")
+    settings = _settings(tmp_path, bundle_root, {"protocol": "dicomweb", "url": orthanc.dicomweb})
+    runner = PacsRunner(load_config(settings))
+    summary = RunSummary()
+    try:
+        build_app(runner, tmp_path / "in", summary).run()
+    finally:
+        runner.close()
+    assert len(summary.done) == len(us) and not summary.failed
+    _one_of_each(orthanc, [pydicom.dcmread(p) for p in us])
