@@ -42,7 +42,7 @@ def build_app(runner: PacsRunner, input_dir: str | Path, summary: RunSummary) ->
             spec.input("study_selected_series_list")
 
         def compute(self, op_input: Any, op_output: Any, context: Any) -> None:
-            batch = runner._new_batch_dir()
+            batch = runner.new_batch_dir()
             try:
                 files = []
                 for study in op_input.receive("study_selected_series_list"):

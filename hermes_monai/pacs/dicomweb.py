@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import requests
+
 from hermes_monai.pacs.base import InstanceRef, wanted
 
 __all__ = ["DicomWebPacs"]
@@ -31,8 +33,7 @@ class DicomWebPacs:
 
         self.url = url
         self.page_size = page_size
-        self.client = DICOMwebClient(url=url)
-        self.client._session.request = _with_timeout(self.client._session.request, timeout_s)
+        self.client = DICOMwebClient(url=url, session=_TimeoutSession(timeout_s))
 
     def find(self, modalities: Sequence[str] | None) -> list[InstanceRef]:
         refs: list[InstanceRef] = []
@@ -68,11 +69,13 @@ class DicomWebPacs:
             raise RuntimeError(f"STOW-RS refused {len(failed)} instance(s): {', '.join(uids)}")
 
 
-def _with_timeout(request: Any, timeout_s: float) -> Any:
-    """``requests.Session.request`` with a default timeout (dicomweb-client sets none)."""
+class _TimeoutSession(requests.Session):
+    """A ``requests`` session with a default timeout (dicomweb-client sets none)."""
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", timeout_s)
-        return request(*args, **kwargs)
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
 
-    return call
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout_s)
+        return super().request(*args, **kwargs)

@@ -107,7 +107,7 @@ class PacsRunner:
         logger.info("%d instance(s) found, %d to process (model %s)", len(refs), len(todo), self.model)
         size = max(1, int(self.config["batch_size"]))
         for start in range(0, len(todo), size):
-            batch = self._new_batch_dir()
+            batch = self.new_batch_dir()
             try:
                 files = []
                 for ref in todo[start : start + size]:
@@ -123,7 +123,8 @@ class PacsRunner:
         logger.info("pass finished: %d done, %d failed", len(summary.done), len(summary.failed))
         return summary
 
-    def _new_batch_dir(self) -> Path:
+    def new_batch_dir(self) -> Path:
+        """A new empty folder under ``work_dir`` for one batch's input files."""
         return Path(tempfile.mkdtemp(prefix="batch-", dir=self.work_dir))
 
     def _fail(self, summary: RunSummary, ref: InstanceRef, reason: str) -> None:
@@ -198,11 +199,15 @@ class PacsRunner:
                 paths = _drain(receiver.queue, int(self.config["batch_size"]))
                 if not paths:
                     continue
-                batch = self._new_batch_dir()
+                batch = self.new_batch_dir()
                 files = []
                 for path in paths:
-                    ds = pydicom.dcmread(path, stop_before_pixels=True)
-                    ref = InstanceRef.of(ds)
+                    try:
+                        ref = InstanceRef.of(pydicom.dcmread(path, stop_before_pixels=True))
+                    except Exception as e:  # noqa: BLE001 - a bad file must not stop the receiver
+                        logger.error("received file %s is unusable: %s", path.name, e)
+                        path.unlink(missing_ok=True)
+                        continue
                     summary.found += 1
                     if not wanted(ref.modality, self.modalities) or not self.state.pending([ref]):
                         logger.info(
