@@ -68,7 +68,7 @@ class BundlePredictor:
         self.overrides = dict(overrides or {})
         if not os.path.isfile(self.checkpoint):
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint}")
-        self.torchscript = Path(self.checkpoint).suffix in (".ts", ".pt2", ".jit")
+        self.torchscript = Path(self.checkpoint).suffix in (".ts", ".jit")
 
     def _parser(self, dataset_dir: Path, output_dir: Path) -> Any:
         from monai.bundle import ConfigParser

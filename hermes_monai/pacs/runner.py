@@ -167,11 +167,19 @@ class PacsRunner:
     # ------------------------------------------------------------------------------ loops
     def poll(self, passes: int | None = None) -> RunSummary:
         """:meth:`run_once` every ``poll_interval_s`` (``passes`` times, or until interrupted); the summary
-        of all passes."""
+        of all passes. Polling forever, a pass that fails as a whole (the PACS unreachable) is logged and
+        the next one tried; with ``passes`` its error is raised."""
         total = RunSummary()
         n = 0
         while passes is None or n < passes:
-            s = self.run_once()
+            try:
+                s = self.run_once()
+            except Exception:
+                if passes is not None:
+                    raise
+                # polling forever: a PACS that is down now is tried again at the next pass
+                logger.exception("pass failed; next pass in %s s", self.config["poll_interval_s"])
+                s = RunSummary()
             total.found, total.pending = s.found, total.pending + s.pending
             total.done += s.done
             total.failed.update(s.failed)
@@ -209,7 +217,8 @@ class PacsRunner:
                         path.unlink(missing_ok=True)
                         continue
                     summary.found += 1
-                    if not wanted(ref.modality, self.modalities) or not self.state.pending([ref]):
+                    retry = bool(self.config["retry_failed"])
+                    if not wanted(ref.modality, self.modalities) or not self.state.pending([ref], retry):
                         logger.info(
                             "instance %s (%s): not an input or already processed", ref.sop_uid, ref.modality
                         )
