@@ -319,16 +319,23 @@ def _saved(ds: pydicom.Dataset, path: Path) -> Path:
 
 
 def _runner(settings: Path, *args: str) -> subprocess.Popen:
+    """The real command as a subprocess; its output goes to ``runner.log`` next to the settings (a pipe
+    nobody reads could fill and stall it)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "hermes_monai.pacs", "--config", str(settings), *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(settings.parent / "runner.log", "a") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = settings.parent / "runner.log"
+    return proc
 
 
 def _wait(condition, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"runner exited early ({proc.returncode}): {proc.stdout.read()[-3000:]}")
+            raise AssertionError(
+                f"runner exited early ({proc.returncode}): {proc.log_path.read_text()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.1)
@@ -350,7 +357,7 @@ def test_dimse_kill_mid_batch_and_restart_leaves_one_result_each(
     for p in paths:
         orthanc.upload(p)
     source = {"protocol": "dimse", "host": "127.0.0.1", "port": orthanc.dicom_port, "ae_title": "ORTHANC"}
-    settings = _settings(tmp_path, bundle_root, source, batch_size=1)
+    settings = _settings(tmp_path, bundle_root, source, batch_size=2)  # 3 batches: the kill lands inside one
 
     proc = _runner(settings, "--once")
     _wait(lambda: orthanc.count() > len(paths), timeout=120, proc=proc)  # a first result is stored
@@ -405,8 +412,8 @@ def test_storage_scp_processes_what_the_pacs_sends(
         _wait(lambda: orthanc.count() == len(ids) + 2 * len(us), timeout=120, proc=proc)
     finally:
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 0, output[-3000:]
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.log_path.read_text()[-3000:]
     _one_of_each(orthanc, sources)
 
 
