@@ -52,7 +52,7 @@ from test_reader import _region, _rgb  # noqa: E402
 from hermes_monai.pacs.__main__ import main  # noqa: E402
 from hermes_monai.pacs.results import SR_SERIES_DESCRIPTION, read_sr  # noqa: E402
 
-ORTHANC = shutil.which("Orthanc")
+ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")  # Debian: /usr/sbin
 DICOMWEB_PLUGIN = next(
     (p for p in ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",) if os.path.isfile(p)), None
 )
