@@ -249,6 +249,32 @@ def test_dicom_seg_with_crop_box_fills_the_full_frame(tmp_path: Path) -> None:
         write_dicom_seg(mask, src, tmp_path / "bad.dcm")
 
 
+def test_dicom_seg_of_a_cine_frame_and_a_bare_header(tmp_path: Path) -> None:
+    """A cine loop's SEG holds the segmented frame and references it; a source without patient / study
+    attributes (Type 2, often absent in exports) still gets a SEG; caller-chosen UIDs are kept."""
+    from pydicom.uid import UltrasoundMultiFrameImageStorage
+
+    from hermes_monai.inference import build_dicom_seg
+
+    frames = np.stack([np.full((30, 40), 40 * k, np.uint8) for k in range(3)])
+    # no patient / study tags at all
+    src = write_us(tmp_path / "cine.dcm", frames, SOPClassUID=UltrasoundMultiFrameImageStorage)
+    mask = np.zeros((30, 40), bool)
+    mask[5:20, 10:30] = True
+    seg = build_dicom_seg(mask, src, frame_index=2, sop_instance_uid="1.2.3.4", series_instance_uid="1.2.3.5")
+    assert (seg.SOPInstanceUID, seg.SeriesInstanceUID, seg.NumberOfFrames) == ("1.2.3.4", "1.2.3.5", 1)
+    assert "AI result" in seg.SeriesDescription
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool), mask)
+    ref = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+    assert ref.ReferencedFrameNumber == 3 and ref.ReferencedSOPClassUID == UltrasoundMultiFrameImageStorage
+    referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == pydicom.dcmread(src).SOPInstanceUID
+    with pytest.raises(ValueError, match="frame index 3 not in range"):
+        build_dicom_seg(mask, src, frame_index=3)
+    with pytest.raises(ValueError, match="frame index None not in range"):
+        build_dicom_seg(mask, src)
+
+
 def test_post_transforms() -> None:
     p = torch.tensor([[[0.5, 1.0]], [[0.5, 0.0]]])  # (C=2, H=1, W=2): uniform, certain
     ent = SegEntropyd()({"pred": p})["entropy"]

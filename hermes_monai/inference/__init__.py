@@ -4,7 +4,7 @@ Used by ``bundle/configs/inference.yaml``; see the model card's "Predict on your
 """
 
 from hermes_monai.inference.cases import FailureLog, find_cases, screen_file
-from hermes_monai.inference.dicom_seg import full_frame_mask, write_dicom_seg
+from hermes_monai.inference.dicom_seg import build_dicom_seg, full_frame_mask, write_dicom_seg
 from hermes_monai.inference.inferer import HermesInferer, predict_all
 from hermes_monai.inference.overlay import overlay_image, write_overlay
 from hermes_monai.inference.transforms import ClassResultd, SegEntropyd, ToXYOrderd
@@ -17,6 +17,7 @@ __all__ = [
     "PredictionWriter",
     "SegEntropyd",
     "ToXYOrderd",
+    "build_dicom_seg",
     "find_cases",
     "full_frame_mask",
     "overlay_image",

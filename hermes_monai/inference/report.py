@@ -1,22 +1,26 @@
 """The tables of an inference run: one JSON per case and one CSV for the run.
 
 Per case (``<name>.json``): the input file, the class probabilities by class name, the predicted
-class, the lesion area in pixels, the original (H, W) and the files written. The run's CSV
-(``predictions.csv``) has one row per input file, failed ones included (``status`` ``failed`` and the
-reason), columns ``image, status, predicted_class, p_<class>..., lesion_pixels, height, width, error``.
+class, the lesion area in pixels, the original (H, W) and the files written; the writer adds the source
+geometry (:func:`source_geometry`: ultrasound-region crop box, frame read, pixel spacing in mm or null),
+which the PACS runner needs to place the mask in the source frame and to measure the lesion area.
+The run's CSV (``predictions.csv``) has one row per input file, failed ones included (``status``
+``failed`` and the reason), columns
+``image, status, predicted_class, p_<class>..., lesion_pixels, height, width, error``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hermes_monai.io.atomic import write_json_atomic, write_text_atomic
 
-__all__ = ["case_record", "write_case_json", "write_run_csv"]
+__all__ = ["case_record", "source_geometry", "write_case_json", "write_run_csv"]
 
 
 def case_record(
@@ -40,6 +44,21 @@ def case_record(
         "width": int(shape[1]),
         "files": dict(files),
     }
+
+
+def source_geometry(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``us_crop_box`` (row0, col0, row1, col1), ``frame_index`` and ``pixel_spacing_mm`` (row, col; null
+    when unknown) from the loader's image meta, JSON-ready; keys the meta lacks are left out."""
+    out: dict[str, Any] = {}
+    if meta.get("us_crop_box") is not None:
+        out["us_crop_box"] = [int(v) for v in meta["us_crop_box"]]
+    if meta.get("frame_index") is not None:
+        out["frame_index"] = int(meta["frame_index"])
+    spacing = meta.get("pixel_spacing_mm")
+    if spacing is not None:
+        values = [float(v) for v in spacing]
+        out["pixel_spacing_mm"] = None if any(math.isnan(v) for v in values) else values
+    return out
 
 
 def write_case_json(path: str | os.PathLike, record: Mapping[str, Any]) -> None:

@@ -5,7 +5,8 @@ every decollated item it reads ``mask`` (the uint8 (H, W) lesion mask at the inp
 ``cls_prob`` and the image meta (``filename_or_obj``, and ``us_crop_box`` when the loader cropped a
 DICOM), and writes, named after the input file's stem:
 
-- ``<name>.json``: the case record (:func:`~hermes_monai.inference.report.case_record`);
+- ``<name>.json``: the case record (:func:`~hermes_monai.inference.report.case_record`) with the
+  source geometry (:func:`~hermes_monai.inference.report.source_geometry`: crop box, frame, spacing);
 - ``<name>_overlay.png``: the original image with the mask outline and the predicted class;
 - ``<name>_seg.dcm``: a DICOM SEG, for DICOM input only.
 
@@ -30,7 +31,7 @@ from hermes_monai.data.transforms import read_ultrasound
 from hermes_monai.inference.cases import FailureLog, _is_dicom
 from hermes_monai.inference.dicom_seg import write_dicom_seg
 from hermes_monai.inference.overlay import write_overlay
-from hermes_monai.inference.report import case_record, write_case_json, write_run_csv
+from hermes_monai.inference.report import case_record, source_geometry, write_case_json, write_run_csv
 
 __all__ = ["PredictionWriter", "png_saver"]
 
@@ -125,9 +126,12 @@ class PredictionWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         files = {"mask": str(self.output_dir / f"{name}_mask.png")}
         record = case_record(source, probs, self.class_names, int((mask > 0).sum()), mask.shape, files)
+        record.update(source_geometry(meta))
         if self.overlay:
             path = self.output_dir / f"{name}_overlay.png"
-            image = read_ultrasound(source)
+            # the loaded frame of a cine loop; the modality was screened already
+            frame = meta.get("frame_index") if int(meta.get("num_frames", 1) or 1) > 1 else None
+            image = read_ultrasound(source, frame=None if frame is None else int(frame), modalities=None)
             box = meta.get("us_crop_box")
             if box is not None:
                 r0, c0, r1, c1 = (int(v) for v in box)
@@ -137,7 +141,9 @@ class PredictionWriter:
             files["overlay"] = str(path)
         if self.dicom_seg and _is_dicom(Path(source)):
             path = self.output_dir / f"{name}_seg.dcm"
-            write_dicom_seg(mask, source, path, crop_box=meta.get("us_crop_box"))
+            write_dicom_seg(
+                mask, source, path, crop_box=meta.get("us_crop_box"), frame_index=meta.get("frame_index")
+            )
             files["dicom_seg"] = str(path)
         record["files"] = files
         write_case_json(self.output_dir / f"{name}.json", record)
