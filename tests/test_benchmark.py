@@ -216,7 +216,7 @@ def test_paper_configs_differ_only_in_ias_switches():
     }
     paper = bench.make_parser("paper", {}, torch.device("cpu"))
     assert paper["encoder"] == "res2net101d" and paper["image_size"] == 224
-    assert paper["decoder_channels"] == [256, 128, 64, 32]
+    assert paper["decoder_channels"] == [512, 256, 64]
 
 
 def test_build_step_uses_bundle_config_and_late_schedule():
@@ -233,7 +233,7 @@ def test_build_step_uses_bundle_config_and_late_schedule():
     assert s["use_attention"] is False and s["use_saliency"] is False
     assert s["image_contrast"] and s["pixel_contrast"] and s["consistency"]
     assert s["contrast_warmup"] == 0 and setup.trainer.contrast_warmup == 0
-    assert s["decoder_channels"] == [256, 128, 64, 32]  # the paper preset's decoder, from the bundle parse
+    assert s["decoder_channels"] == [512, 256, 64]  # the paper preset's decoder, from the bundle parse
     assert isinstance(setup.trainer.seg_optimizer, torch.optim.Adam)
     assert isinstance(setup.trainer.cls_optimizer, torch.optim.SGD)
     assert setup.trainer.image_contrast.queue.num_filled.item() == setup.trainer.image_contrast.queue.size
