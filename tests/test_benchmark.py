@@ -266,6 +266,9 @@ def test_effective_peak_and_kernel_ceiling_fractions(tiny_results):
     inf = tiny_results["inference"]["cpu"]
     lat = inf["latency_seconds_batch1"]["median"]
     assert inf["latency_over_kernel_floor"] == pytest.approx(lat / inf["kernel_ceiling"]["seconds"])
+    folded = inf["bn_folded"]
+    assert folded["batch_norms_folded"] > 0
+    assert folded["speedup"] == pytest.approx(lat / folded["latency_seconds_batch1"]["median"])
 
 
 def test_network_compute_counts_seg_and_cls_against_the_reference():

@@ -163,3 +163,31 @@ def test_paper_layout_with_stem_pool_deploys() -> None:
     dep.cls.backbone.maxpool = nn.MaxPool2d(2, 2)
     with pytest.raises(ExportError, match="maxpool"):
         check_explicit_saliency_supported(dep)
+
+
+@pytest.mark.parametrize("layout", ["light", "paper"])
+def test_folding_seg_batch_norm_keeps_outputs_and_saliency(layout: str) -> None:
+    """BN folded into the seg convolutions (torch's fuse_conv_bn_eval): seg logits, class logits and the
+    explicit saliency equal the unfolded network's; the classifier's batch norms are kept."""
+    channels = [32, 16, 8] if layout == "paper" else [32, 16, 16, 8]
+    kwargs = {"decoder_layout": layout, "decoder_channels": channels}
+    torch.manual_seed(2)
+    dep = HermesDeployNet(**kwargs)
+    for m in dep.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        ref = dep.predict(x)
+    n_seg_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
+    n_cls_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules())
+    folded = dep.fold_seg_batch_norm()
+    assert folded == n_seg_bn > 0  # every conv-fed BatchNorm2d of the seg branch
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
+    with torch.no_grad():
+        got = dep.predict(x)
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max() < 1e-4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules()) == n_cls_bn

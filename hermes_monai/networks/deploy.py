@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hermes_monai.networks.fusion import fold_batch_norm
 from hermes_monai.networks.hermes import HermesNet
 
 __all__ = ["ExportError", "HermesDeployNet", "HermesExportNet", "check_explicit_saliency_supported"]
@@ -264,6 +265,16 @@ class HermesDeployNet(HermesNet):
         sal = grad.abs().amax(dim=1, keepdim=True)
         peak = sal.amax(dim=(2, 3), keepdim=True).clamp_min(self.eps)
         return sal / peak
+
+    @torch.jit.unused
+    def fold_seg_batch_norm(self, image_size: int = 64) -> int:
+        """Fold the segmentation branch's batch norms into its convolutions (after the weights are loaded:
+        the folded module no longer has batch-norm ``state_dict`` keys). The classifier keeps its batch
+        norms, whose slopes the explicit saliency backward reads, so the saliency map is unchanged.
+        Returns the number of batch norms folded (:func:`~hermes_monai.networks.fusion.fold_batch_norm`)."""
+        first = next(m for m in self.seg.modules() if isinstance(m, nn.Conv2d))
+        x = torch.rand(1, first.in_channels, image_size, image_size, device=first.weight.device)
+        return fold_batch_norm(self.seg, x)
 
     # ------------------------------------------------------------------ outputs
     @torch.jit.export
