@@ -8,12 +8,16 @@ the segmentation logits and its ``predict`` method ``(seg_logits, cls_logits, sa
 ONNX graphs have one entry point, so :func:`export_onnx` exports
 :class:`~hermes_monai.networks.HermesExportNet` (outputs ``pred``, ``cls_logits``, ``saliency``) with
 ``torch.onnx.export(dynamo=True)``; the batch size is dynamic, height and width are fixed to the
-export shape (the saliency backward's transposed convolutions need fixed output paddings).
-``scripts/export_onnx.py`` is the command-line front end.
+export shape (the saliency backward's transposed convolutions need fixed output paddings). The
+segmentation branch's batch norms are folded into its convolutions before export (``fold_bn``; the
+classifier keeps its own, which the explicit saliency backward reads); MONAI's TorchScript export
+builds the network from the config and keeps them. ``scripts/export_onnx.py`` is the command-line
+front end.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -60,15 +64,21 @@ def load_deploy_network(
 
 
 def export_onnx(
-    net: HermesDeployNet, filepath: str | os.PathLike, spatial_shape: Sequence[int], opset: int = 18
+    net: HermesDeployNet,
+    filepath: str | os.PathLike,
+    spatial_shape: Sequence[int],
+    opset: int = 18,
+    fold_bn: bool = True,
 ) -> str:
     """Export the full model (seg logits, class logits, saliency) to ONNX at ``filepath``.
 
     Args:
-        net: the network, in evaluation mode.
+        net: the network, in evaluation mode (left unchanged).
         filepath: output ``.onnx`` file.
         spatial_shape: (H, W) of the graph's input, both divisible by 16.
         opset: ONNX opset version.
+        fold_bn: export a copy whose seg-branch batch norms are folded into the convolutions
+            (:meth:`HermesDeployNet.fold_seg_batch_norm`; same outputs, fewer graph nodes).
 
     Returns:
         The written path.
@@ -76,6 +86,9 @@ def export_onnx(
     h, w = (int(s) for s in spatial_shape)
     if h % 16 or w % 16:
         raise ValueError(f"ONNX export shape must be divisible by 16, got {h}x{w}.")
+    if fold_bn:
+        net = copy.deepcopy(net).eval()
+        net.fold_seg_batch_norm(image_size=min(h, w))
     model = HermesExportNet(net.eval())
     in_ch = net.cls.backbone.conv1.in_channels
     example = torch.rand(2, in_ch, h, w)

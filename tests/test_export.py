@@ -135,3 +135,59 @@ def test_verify_net_in_out_and_metadata_offline(tmp_path: Path) -> None:
     bad.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="task"):
         verify_metadata(meta_file=str(bad), filepath=schema)
+
+
+def test_paper_layout_with_stem_pool_deploys() -> None:
+    """The paper preset's networks (two-block decoder, stock ResNet-18 stem max-pool): the explicit
+    saliency backward (max-pool routed by scatter_add) equals autograd, eagerly and in TorchScript."""
+    kwargs = {"decoder_layout": "paper", "decoder_channels": [32, 16, 8], "cls_stem_pool": True}
+    torch.manual_seed(1)
+    ref = HermesNet(**kwargs)
+    for m in ref.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    ref.eval()
+    dep = HermesDeployNet(**kwargs)
+    dep.load_state_dict(ref.state_dict())
+    x = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        out = ref(x)
+        seg, cls, sal = dep.predict(x)
+        scripted = torch.jit.script(dep).predict(x)
+    assert out["saliency"].amax() > 0
+    for got in ((seg, cls, sal), scripted):
+        assert (got[2] - out["saliency"]).abs().max() < 1e-5
+        assert (got[0] - out["seg_logits"]).abs().max() < 1e-5
+        assert (got[1] - out["cls_logits"]).abs().max() < 1e-5
+    dep.cls.backbone.maxpool = nn.MaxPool2d(2, 2)
+    with pytest.raises(ExportError, match="maxpool"):
+        check_explicit_saliency_supported(dep)
+
+
+@pytest.mark.parametrize("layout", ["light", "paper"])
+def test_folding_seg_batch_norm_keeps_outputs_and_saliency(layout: str) -> None:
+    """BN folded into the seg convolutions (torch's fuse_conv_bn_eval): seg logits, class logits and the
+    explicit saliency equal the unfolded network's; the classifier's batch norms are kept."""
+    channels = [32, 16, 8] if layout == "paper" else [32, 16, 16, 8]
+    kwargs = {"decoder_layout": layout, "decoder_channels": channels}
+    torch.manual_seed(2)
+    dep = HermesDeployNet(**kwargs)
+    for m in dep.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        ref = dep.predict(x)
+    n_seg_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
+    n_cls_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules())
+    folded = dep.fold_seg_batch_norm()
+    assert folded == n_seg_bn > 0  # every conv-fed BatchNorm2d of the seg branch
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
+    with torch.no_grad():
+        got = dep.predict(x)
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max() < 1e-4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules()) == n_cls_bn

@@ -111,6 +111,53 @@ def test_cls_stages_are_at_strides_2_4_8_16() -> None:
     assert net.forward_logits(_x()).shape == (B, 2)
 
 
+def test_paper_decoder_layout_features_and_errors() -> None:
+    net = HermesSegNet(decoder_layout="paper", decoder_channels=(24, 16, 8), contrast_dim=16, proj_dim=12)
+    out = net(_x(), torch.rand(B, 1, H, W))
+    assert net.feature_channels == [8, 16, 24, 256]  # the 1/16 feature is resnet18's f4 itself
+    shapes = [tuple(f.shape) for f in out["features"]]
+    assert shapes == [
+        (B, 8, H // 2, W // 2), (B, 16, H // 4, W // 4), (B, 24, H // 8, W // 8), (B, 256, 2, 2),
+    ]
+    assert out["logits"].shape == (B, 2, H, W)
+    with pytest.raises(ValueError, match="needs 3 entries"):
+        HermesSegNet(decoder_layout="paper", decoder_channels=(24, 16, 8, 8))
+    with pytest.raises(ValueError, match="decoder_layout"):
+        HermesSegNet(decoder_layout="unet")
+
+
+def test_paper_networks_match_the_reference_compute_at_224() -> None:
+    """HERMES.md §1: the reference's seg network is about 103 GFLOP per 224² forward; the stock ResNet-18
+    (stem max-pool kept) about 3.6 GFLOP (2 FLOPs per multiply-add, FlopCounterMode's convention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    seg = HermesSegNet("res2net101d", decoder_layout="paper", decoder_channels=(512, 256, 64)).eval()
+    cls = HermesClsNet(use_attention=False, stem_pool=True).eval()
+    x = torch.randn(1, 1, 224, 224)
+    with torch.no_grad(), FlopCounterMode(display=False) as seg_flops:
+        seg(x)
+    with torch.no_grad(), FlopCounterMode(display=False) as cls_flops:
+        cls(x)
+    assert abs(seg_flops.get_total_flops() / 103e9 - 1) < 0.05
+    assert abs(cls_flops.get_total_flops() / 3.6e9 - 1) < 0.05
+    # the decoder: 1024→1024→512 and 1024→512→512 at 1/8, 512→512→256 and 513→256→256 at 1/4, ...
+    assert [m.out_channels for m in seg.up8 if isinstance(m, torch.nn.Conv2d)] == [1024, 512]
+    assert [m.in_channels for m in seg.block4 if isinstance(m, torch.nn.Conv2d)] == [513, 256]
+
+
+def test_cls_stem_pool_stages_and_attention_pairing() -> None:
+    net = HermesClsNet(seg_channels=(8, 16, 24, 40), stem_pool=True)
+    sizes: list[tuple[int, int]] = []
+    hooks = [s.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:]))) for s in net.stages]
+    seg = [torch.randn(B, c, H // s, W // s) for c, s in ((8, 2), (16, 4), (24, 8), (40, 16))]
+    out = net(_x(), seg)
+    for h in hooks:
+        h.remove()
+    assert sizes == [(8, 8), (4, 4), (2, 2), (1, 1)]  # strides 4, 8, 16, 32
+    assert [a.seg_proj[0].in_channels for a in net.attention] == [16, 24, 40, 40]
+    assert out["logits"].shape == (B, 2)
+
+
 def test_encoder_presets_and_res2net_strides() -> None:
     assert ENCODER_PRESETS["cpu"] == "resnet18"
     enc = create_encoder("resnet34", in_channels=1)

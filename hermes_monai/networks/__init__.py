@@ -3,6 +3,7 @@
 from hermes_monai.networks.classification import HermesClsNet
 from hermes_monai.networks.deploy import ExportError, HermesDeployNet, HermesExportNet
 from hermes_monai.networks.encoders import ENCODER_PRESETS, create_encoder, create_timm_model
+from hermes_monai.networks.fusion import compile_network, fold_batch_norm
 from hermes_monai.networks.heads import ImageContrastHead, PixelContrastHead, ProjectionMLP
 from hermes_monai.networks.hermes import HermesNet
 from hermes_monai.networks.ias import InterTaskAttention, saliency_map
@@ -20,7 +21,9 @@ __all__ = [
     "InterTaskAttention",
     "PixelContrastHead",
     "ProjectionMLP",
+    "compile_network",
     "create_encoder",
     "create_timm_model",
+    "fold_batch_norm",
     "saliency_map",
 ]

@@ -1,8 +1,12 @@
 """Hermes classification branch: a ResNet-18 whose stages can be modulated by the seg branch.
 
-The stem max-pool of the timm ResNet-18 is removed, so the four stage outputs (64, 128, 256, 512
-channels) sit at strides 2, 4, 8, 16 and meet the seg decoder features of the same resolution
-(HERMES.md §2). After each stage k, when attention is on and seg features are given, the stage
+Two stem choices (``stem_pool``). Without the stem max-pool (default, the CPU preset's) the four stage
+outputs (64, 128, 256, 512 channels) sit at strides 2, 4, 8, 16 and meet the seg decoder features of the
+same resolution (HERMES.md §2). With it (``stem_pool=True``, the stock ResNet-18 and the paper preset's)
+they sit at strides 4, 8, 16, 32 and the classifier costs about a quarter (3.6 instead of 13.6 GFLOP per
+224² forward); stage k then meets the seg feature of its own resolution, [1/4, 1/8, 1/16, 1/16]: the
+deepest stage takes the 1/16 seg feature, which the attention module's bilinear resize halves (on even
+sizes exactly a 2×2 average). After each stage k, when attention is on and seg features are given, the stage
 output is replaced by ``InterTaskAttention_k(cls_feat, seg_features[k])``. The 512-d global
 average pooled feature feeds three heads: a linear classifier, the image contrast embedding
 (512 → 256 → 128, L2-normalised) and the consistency projection (512 → 256 → 256).
@@ -42,9 +46,12 @@ class HermesClsNet(nn.Module):
         use_attention: build and apply the four :class:`InterTaskAttention` modules.
         detach_seg: detach the seg features before attention (no cls → seg gradient).
         weights_path: optional local ImageNet ResNet-18 checkpoint (see :func:`create_timm_model`).
+        stem_pool: keep ResNet-18's stem max-pool (stages at 1/4 … 1/32) instead of removing it (1/2 … 1/16).
 
     Attributes:
         stage_channels: channels of the four stage outputs, (64, 128, 256, 512).
+        seg_shift: 0 without the stem pool, 1 with it; stage k attends to seg feature
+            ``min(k + seg_shift, 3)``.
     """
 
     def __init__(
@@ -55,10 +62,14 @@ class HermesClsNet(nn.Module):
         use_attention: bool = True,
         detach_seg: bool = True,
         weights_path: str | None = None,
+        stem_pool: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = create_timm_model("resnet18", weights_path, num_classes=0, in_chans=in_channels)
-        self.backbone.maxpool = nn.Identity()
+        self.stem_pool = bool(stem_pool)
+        self.seg_shift = 1 if self.stem_pool else 0
+        if not self.stem_pool:
+            self.backbone.maxpool = nn.Identity()
         self.stages = [self.backbone.layer1, self.backbone.layer2, self.backbone.layer3, self.backbone.layer4]
         self.stage_channels: tuple[int, ...] = tuple(s[-1].conv2.out_channels for s in self.stages)
         feat_dim = self.stage_channels[-1]
@@ -71,7 +82,8 @@ class HermesClsNet(nn.Module):
             if len(seg_channels) != 4:
                 raise ValueError(f"seg_channels needs 4 entries (1/2, 1/4, 1/8, 1/16), got {seg_channels}.")
             self.attention = nn.ModuleList(
-                InterTaskAttention(c, s) for c, s in zip(self.stage_channels, seg_channels)
+                InterTaskAttention(c, seg_channels[min(k + self.seg_shift, 3)])
+                for k, c in enumerate(self.stage_channels)
             )
 
         self.classifier = nn.Linear(feat_dim, num_classes)
@@ -81,14 +93,15 @@ class HermesClsNet(nn.Module):
     def _pooled(self, x: Tensor, seg_features: Sequence[Tensor] | None) -> Tensor:
         """(B, C_in, H, W) → (B, 512) pooled feature, with attention when seg features are given."""
         b = self.backbone
-        h = b.act1(b.bn1(b.conv1(x)))
+        h = b.maxpool(b.act1(b.bn1(b.conv1(x))))
         attend = self.attention is not None and seg_features is not None
         if attend and len(seg_features) != 4:
             raise ValueError(f"seg_features needs 4 tensors (1/2, 1/4, 1/8, 1/16), got {len(seg_features)}.")
         for k, stage in enumerate(self.stages):
             h = stage(h)
             if attend:
-                seg = seg_features[k].detach() if self.detach_seg else seg_features[k]
+                seg = seg_features[min(k + self.seg_shift, 3)]
+                seg = seg.detach() if self.detach_seg else seg
                 h = self.attention[k](h, seg)
         return h.mean(dim=(2, 3))
 

@@ -25,8 +25,9 @@ Outputs:
 - :class:`HermesExportNet` wraps it for tracing / ONNX, whose graphs have one entry point:
   ``forward(x)`` → that tuple.
 
-Only the timm ResNet-18 the classifier is built from is supported (plain ``BasicBlock`` stages,
-no max-pool); construction fails with a message naming the layer if anything else is found.
+Only the timm ResNet-18 the classifier is built from is supported (plain ``BasicBlock`` stages, the
+stem max-pool removed or the stock 3×3/2 one, whose backward routes each gradient to its window's
+arg-max with ``scatter_add``); construction fails with a message naming the layer if anything else is found.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hermes_monai.networks.fusion import fold_batch_norm
 from hermes_monai.networks.hermes import HermesNet
 
 __all__ = ["ExportError", "HermesDeployNet", "HermesExportNet", "check_explicit_saliency_supported"]
@@ -84,8 +86,16 @@ def check_explicit_saliency_supported(net: HermesNet) -> float:
     for name in ("bn1",):
         if not isinstance(getattr(b, name), nn.BatchNorm2d):
             raise ExportError(f"cls.backbone.{name}: expected BatchNorm2d.")
-    if not isinstance(b.act1, nn.ReLU) or not isinstance(b.maxpool, nn.Identity):
-        raise ExportError("cls.backbone: expected a ReLU stem activation and no max-pool.")
+    if not isinstance(b.act1, nn.ReLU):
+        raise ExportError("cls.backbone: expected a ReLU stem activation.")
+    pool = b.maxpool
+    stock_pool = isinstance(pool, nn.MaxPool2d) and (pool.kernel_size, pool.stride, pool.padding) in (
+        (3, 2, 1),
+        ((3, 3), (2, 2), (1, 1)),
+    )
+    stock_pool = stock_pool and pool.dilation in (1, (1, 1)) and not pool.ceil_mode
+    if not (isinstance(pool, nn.Identity) or stock_pool):
+        raise ExportError(f"cls.backbone.maxpool: expected none or MaxPool2d(3, 2, 1), found {pool}.")
     for li in range(1, 5):
         for bi, blk in enumerate(getattr(b, f"layer{li}")):
             where = f"cls.backbone.layer{li}.{bi}"
@@ -154,6 +164,9 @@ class HermesDeployNet(HermesNet):
         tensors: list[Tensor] = []
         ints: list[int] = []
         h = stem
+        pool_idx = torch.zeros([0], dtype=torch.long, device=x.device)
+        if self.cls.stem_pool:
+            h, pool_idx = F.max_pool2d_with_indices(stem, kernel_size=3, stride=2, padding=1)
         for blk in b.layer1:
             a1 = torch.relu(blk.bn1(blk.conv1(h)))
             out = blk.bn2(blk.conv2(a1))
@@ -242,6 +255,9 @@ class HermesDeployNet(HermesNet):
             else:
                 g_in = g_in + g
             g = g_in
+        if self.cls.stem_pool:  # max-pool backward: each window's gradient to its arg-max, summed on overlaps
+            flat = g.new_zeros(stem.shape[0], stem.shape[1], stem.shape[2] * stem.shape[3])
+            g = flat.scatter_add(2, pool_idx.flatten(2), g.flatten(2)).view(stem.shape)
         s0 = _bn_scale(b.bn1.weight, b.bn1.running_var, bn_eps)
         g = g * (stem > 0).to(g.dtype) * s0[None, :, None, None]
         stride0, pad0 = b.conv1.stride[0], b.conv1.padding[0]
@@ -249,6 +265,16 @@ class HermesDeployNet(HermesNet):
         sal = grad.abs().amax(dim=1, keepdim=True)
         peak = sal.amax(dim=(2, 3), keepdim=True).clamp_min(self.eps)
         return sal / peak
+
+    @torch.jit.unused
+    def fold_seg_batch_norm(self, image_size: int = 64) -> int:
+        """Fold the segmentation branch's batch norms into its convolutions (after the weights are loaded:
+        the folded module no longer has batch-norm ``state_dict`` keys). The classifier keeps its batch
+        norms, whose slopes the explicit saliency backward reads, so the saliency map is unchanged.
+        Returns the number of batch norms folded (:func:`~hermes_monai.networks.fusion.fold_batch_norm`)."""
+        first = next(m for m in self.seg.modules() if isinstance(m, nn.Conv2d))
+        x = torch.rand(1, first.in_channels, image_size, image_size, device=first.weight.device)
+        return fold_batch_norm(self.seg, x)
 
     # ------------------------------------------------------------------ outputs
     @torch.jit.export
@@ -266,12 +292,13 @@ class HermesDeployNet(HermesNet):
             sal = torch.zeros_like(x[:, :1])
             seg_logits, features, _ = self.seg.decode(x, None)
         b = self.cls.backbone
-        h = b.act1(b.bn1(b.conv1(x)))
+        h = b.maxpool(b.act1(b.bn1(b.conv1(x))))
         att = self.cls.attention
+        shift = self.cls.seg_shift
         if self.use_attention and att is not None:
-            h = att[0](b.layer1(h), features[0])
-            h = att[1](b.layer2(h), features[1])
-            h = att[2](b.layer3(h), features[2])
+            h = att[0](b.layer1(h), features[shift])
+            h = att[1](b.layer2(h), features[1 + shift])
+            h = att[2](b.layer3(h), features[2 + shift])
             h = att[3](b.layer4(h), features[3])
         else:
             h = b.layer4(b.layer3(b.layer2(b.layer1(h))))

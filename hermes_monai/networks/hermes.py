@@ -38,7 +38,12 @@ class HermesNet(nn.Module):
         in_channels: image channels.
         num_seg_classes: segmentation classes.
         num_cls_classes: classification classes.
-        decoder_channels: seg decoder channels at 1/16, 1/8, 1/4, 1/2.
+        decoder_channels: seg decoder channels (1/8, 1/4, 1/2 for the ``"paper"`` layout; 1/16, 1/8, 1/4,
+            1/2 for ``"light"``).
+        decoder_layout: ``"paper"`` (the public reference's U-Net decoder) or ``"light"`` (one block
+            per scale), see :class:`HermesSegNet`.
+        cls_stem_pool: keep the classifier's ResNet-18 stem max-pool (stock stage resolutions 1/4 … 1/32,
+            about a quarter of the FLOPs), see :class:`HermesClsNet`.
         use_attention: IAS seg → cls switch.
         use_saliency: IAS cls → seg switch.
         detach_seg_features: stop the cls loss from reaching the seg branch through attention
@@ -63,6 +68,8 @@ class HermesNet(nn.Module):
         seg_weights_path: str | None = None,
         cls_weights_path: str | None = None,
         output: str = "dict",
+        decoder_layout: str = "light",
+        cls_stem_pool: bool = False,
     ) -> None:
         super().__init__()
         if output not in _OUTPUTS:
@@ -78,6 +85,7 @@ class HermesNet(nn.Module):
             in_channels=in_channels,
             num_classes=num_seg_classes,
             decoder_channels=decoder_channels,
+            decoder_layout=decoder_layout,
             use_saliency=use_saliency,
             weights_path=seg_weights_path,
         )
@@ -88,6 +96,7 @@ class HermesNet(nn.Module):
             use_attention=use_attention,
             detach_seg=detach_seg_features,
             weights_path=cls_weights_path,
+            stem_pool=as_bool(cls_stem_pool, "cls_stem_pool"),
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor] | Tensor:
