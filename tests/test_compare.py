@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from tiny_bundle import TINY_RUN
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("compare_script", REPO / "scripts" / "compare.py")
@@ -27,18 +28,11 @@ TINY = {
     "synthetic#num_unlabeled": 2,
     "synthetic#num_validation": 2,
     "synthetic#num_test": 4,
-    "image_size": 64,
+    **TINY_RUN,
     "encoder": "resnet10t",  # the smallest timm ResNet: the test checks the driver, not the model
     "decoder_channels": "[32, 16, 8, 8]",
-    "labeled_batch_size": 2,
-    "unlabeled_batch_size": 2,
     "max_epochs": 1,
     "epoch_length": 1,
-    "val_interval": 1,
-    "log_interval": 1,
-    "contrast_warmup": 0,
-    "pixel_contrast_loss#min_pixels": 4,
-    "pixel_contrast_loss#max_per_group": 8,
     "device": "$torch.device('cpu')",
 }
 

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from monai.bundle import ConfigParser
+from tiny_bundle import TINY_RUN
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundle" / "configs"
@@ -63,18 +64,11 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
         "bundle_root": root,
         "synthetic_dir": tmp_path / "data",
         "synthetic": SYNTHETIC,
-        "image_size": 64,
+        **TINY_RUN,
         "encoder": "resnet10t",
         "decoder_channels": "[32,16,16,8]",
-        "labeled_batch_size": 2,
-        "unlabeled_batch_size": 2,
         "max_epochs": 1,
         "epoch_length": 2,
-        "val_interval": 1,
-        "log_interval": 1,
-        "contrast_warmup": 0,
-        "pixel_contrast_loss#min_pixels": 4,
-        "pixel_contrast_loss#max_per_group": 8,
         "grad_monitor_interval": 1,  # torch.autograd.grad on the DDP graph before its backward
         "use_mlflow": "false",
     }

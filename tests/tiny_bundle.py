@@ -6,6 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+#: The run settings every tiny bundle run shares (small batches, every epoch validated and logged, the
+#: contrastive terms on from the first iteration with few anchors).
+TINY_RUN: dict[str, Any] = {
+    "image_size": 64,
+    "labeled_batch_size": 2,
+    "unlabeled_batch_size": 2,
+    "val_interval": 1,
+    "log_interval": 1,
+    "contrast_warmup": 0,
+    "pixel_contrast_loss#min_pixels": 4,
+    "pixel_contrast_loss#max_per_group": 8,
+}
+
 
 def tiny_overrides(
     root: Path,
@@ -26,16 +39,9 @@ def tiny_overrides(
             "num_validation": num_validation,
             "num_test": num_test,
         },
-        "image_size": 64,
-        "labeled_batch_size": 2,
-        "unlabeled_batch_size": 2,
+        **TINY_RUN,
         "max_epochs": 2,
         "epoch_length": 2,
-        "val_interval": 1,
-        "log_interval": 1,
-        "contrast_warmup": 0,
-        "pixel_contrast_loss#min_pixels": 4,
-        "pixel_contrast_loss#max_per_group": 8,
         "device": "$torch.device('cpu')",
     }
     o.update(extra)

@@ -107,6 +107,11 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
     }
 
 
+def _check_difficulty(difficulty: float) -> None:
+    if not 0.0 <= float(difficulty) <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+
+
 def _hardening(
     rng: np.random.Generator, difficulty: float, x: np.ndarray, y: np.ndarray, weight: np.ndarray, px: float
 ) -> tuple[float, np.ndarray]:
@@ -150,6 +155,7 @@ def render_case(
     Returns:
         ``(image, mask)``, both uint8 of shape (size, size); the mask is 0 / 255.
     """
+    _check_difficulty(difficulty)
     s = size
     coords = (np.arange(s, dtype=np.float64) + 0.5) / s
     y, x = coords[:, None], coords[None, :]  # (S, 1) depth, (1, S) lateral
@@ -202,8 +208,6 @@ def render_case(
     attenuation = np.exp(-rng.uniform(0.5, 1.1) * y)
     gain = rng.uniform(0.9, 1.2)
     fan = rng.random() < 0.5  # curvilinear probe: dark outside the fan, soft edge
-    if not 0.0 <= difficulty <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
     field = 1.0
     if difficulty > 0:
         iso, field = _hardening(rng, difficulty, x, y, weight, px)
@@ -299,8 +303,7 @@ def generate_synthetic_dataset(
         raise ValueError(f"image_size must be >= 32, got {image_size}")
     root = Path(output_dir)
     datalist_path = root / "datalist.json"
-    if not 0.0 <= float(difficulty) <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    _check_difficulty(difficulty)  # before anything on disk is touched
     meta = _meta(num_labeled, num_unlabeled, num_validation, num_test, image_size, seed, difficulty)
     if not overwrite and _reusable(datalist_path, meta):
         return datalist_path
