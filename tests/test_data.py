@@ -15,6 +15,7 @@ from scipy.ndimage import binary_dilation
 
 from hermes_monai.data.datalist import check_disjoint, load_datalist, write_datalist
 from hermes_monai.data.synthetic import (
+    _class_marks,
     ensure_synthetic_dataset,
     generate_synthetic_dataset,
     render_case,
@@ -417,3 +418,32 @@ def test_synthetic_difficulty_hides_lesions_without_moving_them(tmp_path: Path) 
         "meta"
     ]
     assert "difficulty" not in plain and harder["difficulty"] == 0.5  # older datasets stay reusable
+    assert plain["version"] == 1 and harder["version"] == 2  # older hardened sets are regenerated
+
+
+def test_synthetic_class_marks_favour_malignant_and_sit_where_they_should() -> None:
+    """Microcalcifications lie inside the lesion, the halo just outside it, both far more often in
+    malignant than in benign cases, and their strength follows ``difficulty``."""
+    s = 64
+    coords = (np.arange(s) + 0.5) / s
+    y, x = coords[:, None], coords[None, :]
+    dist = np.hypot((x - 0.5) / 0.2, (y - 0.5) / 0.15) - 1.0  # an ellipse, < 0 inside
+    mask = dist < 0
+    ring = (dist > 0.05) & (dist < 0.35)
+
+    def marks(cls: int, seed: int, difficulty: float = 1.0) -> np.ndarray:
+        return _class_marks(np.random.default_rng(seed), cls, difficulty, x, y, mask, dist, s / 128)
+
+    def rates(cls: int) -> tuple[float, float]:
+        fields = [marks(cls, i) for i in range(200)]
+        assert all(f[dist > 1.0].max() < 1.01 for f in fields)  # nothing far from the lesion
+        calcified = np.mean([f[mask].max() > 1.5 for f in fields])
+        haloed = np.mean([f[ring].mean() > 1.1 for f in fields])
+        return float(calcified), float(haloed)
+
+    (calc_b, halo_b), (calc_m, halo_m) = rates(0), rates(1)
+    assert calc_m > 0.55 and calc_b < 0.25 and halo_m > 0.4 and halo_b < 0.2
+    # same draws at half the difficulty: the calcifications (inside the lesion) half as bright
+    seed = next(i for i in range(200) if marks(1, i)[mask].max() > 1.5)
+    full, half = marks(1, seed), marks(1, seed, 0.5)
+    np.testing.assert_allclose(half[mask] - 1.0, (full[mask] - 1.0) / 2, atol=1e-12)
