@@ -10,7 +10,8 @@ For every label budget N, seed s and method m this driver trains the real bundle
 Data: ``--datalist PATH`` or ``--dataset_dir DIR`` (holding ``datalist.json``); by default the embedded
 synthetic dataset is generated into ``<output_dir>/data`` with train.yaml's ``synthetic`` settings
 (``--override synthetic#num_labeled=...`` changes them) and the fixed ``--data_seed``, so every
-training seed sees the same images.
+training seed sees the same images; its test split has ``--num_test`` images (400 by default, not the
+bundle's 60: differences of a few points need that many).
 
 Label budget (HERMES.md §7 protocol, N/K per class for K classes): for each (N, s) a derived datalist
 ``<output_dir>/splits/n{N}_s{s}.json`` is written with absolute paths: ``labeled`` = a class-balanced
@@ -75,6 +76,9 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_DIR = REPO / "bundle" / "configs"
+# test images of the generated dataset: on the bundle's 60, a Hermes - SupOnly Dice difference read -8.3 where
+# 400 fresh images read +2.2 (docs/benchmarks.md, "How many test images a comparison needs")
+DEFAULT_NUM_TEST = 400
 EXPERIMENT = "compare"
 CURVE_KEYS: tuple[str, ...] = ("val_mean_dice", "val_accuracy")
 CURVE_TITLES: dict[str, str] = {
@@ -585,6 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config_dir", type=str, default=str(DEFAULT_CONFIG_DIR), help="bundle config folder")
     p.add_argument("--data_seed", type=int, default=0, help="seed of the generated synthetic dataset")
     p.add_argument(
+        "--num_test",
+        type=int,
+        default=DEFAULT_NUM_TEST,
+        help=f"test images of the generated synthetic dataset (default {DEFAULT_NUM_TEST}; the bundle's 60 "
+        "leave several Dice points of noise per run); an explicit --override synthetic#num_test wins; "
+        "ignored with --datalist/--dataset_dir",
+    )
+    p.add_argument(
         "--override",
         action="append",
         default=[],
@@ -616,6 +628,8 @@ def _dataset(
         path = Path(resolve_datalist(args.dataset_dir, args.datalist, output_dir / "data")).resolve()
         return path, Path(data_base_dir(args.dataset_dir, path)).resolve()
     synthetic = {**_config_value([str(config_dir / "train.yaml")], user, "synthetic"), "seed": args.data_seed}
+    if "synthetic#num_test" not in user:
+        synthetic["num_test"] = args.num_test
     path = ensure_synthetic_dataset(output_dir / "data", **synthetic).resolve()
     return path, path.parent
 

@@ -154,6 +154,21 @@ def test_plan_rejects_ambiguous_overrides(tmp_path: Path) -> None:
     assert hermes.overrides["seed"] == 0 and hermes.overrides["run_name"] == "hermes_n4_s0"
 
 
+def test_generated_test_split_has_num_test_images_unless_overridden(tmp_path: Path) -> None:
+    small = {"synthetic#image_size": 32, "synthetic#num_labeled": 4, "synthetic#num_unlabeled": 2}
+    small["synthetic#num_validation"] = 2
+
+    def test_count(argv: list[str], user: dict, out: Path) -> int:
+        args = compare.build_parser().parse_args(argv)
+        path, _ = compare._dataset(args, compare.DEFAULT_CONFIG_DIR, user, out)
+        return len(json.loads(path.read_text())["test"])
+
+    assert compare.build_parser().parse_args([]).num_test == compare.DEFAULT_NUM_TEST
+    assert test_count(["--num_test", "6"], small, tmp_path / "a") == 6
+    # an explicit override of the dataset's own setting wins over --num_test
+    assert test_count(["--num_test", "6"], {**small, "synthetic#num_test": 3}, tmp_path / "b") == 3
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "cmp"

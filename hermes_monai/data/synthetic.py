@@ -32,8 +32,7 @@ Image model (all vectorised numpy, ~1 ms per 128x128 image):
 worth more: lesions moved toward iso-echoic, hypoechoic fat lobules that look like lesions (outside the
 mask), and acoustic shadows from above that hide parts of the border; and two class cues that survive
 them, overlapping between the classes — microcalcifications inside the lesion (70 % of malignant, 15 %
-of benign cases) and an echogenic halo around it (55 % / 10 %). Masks and classes are unchanged. The
-bundle's default data uses ``difficulty: 1.0`` (``bundle/configs/train.yaml``).
+of benign cases) and an echogenic halo around it (55 % / 10 %). Masks and classes are unchanged.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns a stream for the split layout and
 one per image, so output is byte-identical for a seed. Classes are balanced within each split
