@@ -154,10 +154,11 @@ def _class_marks(
     """Draw the class cues that ``difficulty`` adds to one case, as a multiplicative echo field (S, S).
 
     Microcalcifications (small bright foci inside the lesion; 70 % of malignant cases with 3-8 foci,
-    15 % of benign ones with 1-2) and an echogenic halo (a bright rim just outside an irregular border;
-    55 % of malignant, 10 % of benign cases). Both stay visible when the lesion is iso-echoic or shadowed,
-    and both overlap between the classes, so the cue is learnable from enough labels but not trivial.
-    Their strength grows with ``difficulty``.
+    15 % of benign ones with 1-2) and an echogenic halo (a bright rim just outside the border; 55 % of
+    malignant, 10 % of benign cases). Both stay visible when the lesion is iso-echoic or shadowed, and both
+    overlap between the classes; their strength grows with ``difficulty``. Measured at difficulty 1.0, a
+    from-scratch ResNet-18 at 96 px did not learn them in 600 iterations even from 240 labels (57 % accuracy
+    on 400 fresh images; docs/benchmarks.md).
     """
     d = float(difficulty)
     field = np.ones_like(dist)
