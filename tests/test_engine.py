@@ -175,3 +175,19 @@ def test_images_without_class_train_segmentation_only() -> None:
     assert trainer.state.output["loss_cls_l"] == 0.0
     grad = trainer.network.cls.classifier.weight.grad
     assert grad is None or not grad.any()  # the linear head got no classification gradient
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_separate_student_passes_keep_labeled_normalisation_apart(separate: bool) -> None:
+    """In two passes the labeled images' batch-norm statistics ignore the strong views: the supervised loss
+    is the same whatever the unlabeled images are; in one shared pass it is not."""
+
+    def first_sup_loss(unlabeled: list[dict]) -> float:
+        trainer = _trainer(unlabeled, epoch_length=1, separate_student_passes=separate)
+        trainer.run()
+        return trainer.state.output["loss_seg_l"]
+
+    plain = _unlabeled(1)
+    brighter = [{"image": b["image"] * 0.2 + 0.7} for b in plain]
+    same = first_sup_loss(plain) == first_sup_loss(brighter)
+    assert same is separate

@@ -180,6 +180,9 @@ class HermesTrainer(Trainer):
             switches that term off (ablation).
         strong_augment: builds the strong view from the weak one (default :class:`StrongAugment`).
         use_consistency: switch for the inter-task consistency term.
+        separate_student_passes: run the student on the labeled images and on the strong views in two
+            forward passes, so batch norm normalises the labeled images with their own statistics (as
+            SupOnly does) instead of a half-strong batch's; ``False``: one pass over both.
         contrast_warmup: fraction of T before the contrastive terms switch on.
         contrast_rampup: fraction of T over which they then ramp up (0: at once).
         weights: loss weights, keys of :data:`DEFAULT_WEIGHTS` (missing keys keep their default).
@@ -218,6 +221,7 @@ class HermesTrainer(Trainer):
         pixel_contrast: PixelContrastLoss | None = None,
         strong_augment: Callable[..., torch.Tensor] | None = None,
         use_consistency: bool = True,
+        separate_student_passes: bool = False,
         contrast_warmup: float = 0.1,
         contrast_rampup: float = 0.0,
         weights: dict[str, float] | None = None,
@@ -267,6 +271,7 @@ class HermesTrainer(Trainer):
         self.pixel_contrast = pixel_contrast
         self.strong_augment = strong_augment or StrongAugment()
         self.use_consistency = as_bool(use_consistency, "use_consistency")
+        self.separate_student_passes = as_bool(separate_student_passes, "separate_student_passes")
         contrast_weight(0, 1, contrast_warmup, contrast_rampup)  # validates the fractions
         self.contrast_warmup = float(contrast_warmup)
         self.contrast_rampup = float(contrast_rampup)
@@ -500,11 +505,14 @@ class HermesTrainer(Trainer):
                     with record_function("hermes::pseudo_labels"):
                         sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
                         sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
-                x = torch.cat([x_l, u_s])
-            else:
-                x = x_l
             with record_function("hermes::forward_student"):
-                pred = engine.network(x)
+                if not semi:
+                    pred = engine.network(x_l)
+                elif engine.separate_student_passes:
+                    p_l, p_u = engine.network(x_l), engine.network(u_s)
+                    pred = {k: torch.cat([p_l[k], p_u[k]]) for k in p_l}
+                else:
+                    pred = engine.network(torch.cat([x_l, u_s]))
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             n_l = x_l.shape[0]
             lab = {k: v[:n_l] for k, v in pred.items()}
