@@ -48,6 +48,12 @@ Choices where the spec is silent (documented here and in docs/compare.md):
 * Disk: each run's resumable training checkpoints (optimiser state included, ~0.4 GB per run on the CPU
   preset) are deleted once the run is evaluated; ``models/model.pt`` (the evaluated weights) stays.
   ``--keep_checkpoints`` keeps them.
+* ``--test_datalist FILE``: every run (finished ones too) is also evaluated on the ``test`` split of
+  another datalist; each record's ``metrics`` (so the table and ``results.json``) are then those, its
+  own test split's moved to ``own_test_metrics``. Use it to judge runs on a larger
+  held-out set than the dataset's own test split without retraining. The extra evaluation is cached in
+  ``<run_dir>/eval_<first 12 hex of the file's sha256>/metrics.json``; a test image that any training or
+  validation split of the run also holds is an error.
 * Guard: the labeled budget must fill one labeled batch and the unlabeled split one unlabeled batch
   (the loaders drop the last partial batch; an empty unlabeled loader would stall the trainer).
 """
@@ -414,6 +420,38 @@ def execute(
     return record
 
 
+def evaluate_on(spec: RunSpec, test_datalist: Path) -> dict[str, Any]:
+    """Evaluate one finished run's ``models/model.pt`` on the ``test`` split of ``test_datalist``.
+
+    The metrics are written to (and, when present, re-read from)
+    ``<run_dir>/eval_<sha256[:12] of the file>/metrics.json``. Raises ``ValueError`` naming the file when
+    one of its test images is also in a training or validation split of the run's datalist.
+    """
+    from monai.bundle import run
+
+    test_datalist = Path(test_datalist).resolve()
+    digest = hashlib.sha256(test_datalist.read_bytes()).hexdigest()[:12]
+    out_dir = spec.run_dir / f"eval_{digest}"
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.is_file():
+        return json.loads(metrics_path.read_text())
+    test, _ = load_splits(test_datalist)
+    own, _ = load_splits(spec.datalist)
+    seen = {
+        str(Path(e["image"]).resolve()) for name, entries in own.items() if name != "test" for e in entries
+    }
+    leaked = sorted({str(Path(e["image"]).resolve()) for e in test.get("test", [])} & seen)
+    if leaked:
+        raise ValueError(
+            f"--test_datalist {test_datalist}: {len(leaked)} test image(s) are in a training or validation "
+            f"split of {spec.datalist}, e.g. {leaked[0]}"
+        )
+    print(f"[compare] {spec.name}: evaluating on {test_datalist}", flush=True)
+    overrides = {**spec.overrides, "datalist": str(test_datalist), "output_dir": str(out_dir)}
+    run("evaluating", config_file=list(spec.eval_files), **{**overrides, "use_mlflow": False})
+    return json.loads(metrics_path.read_text())
+
+
 def _log_to_mlflow(client: MlflowClient, run_id: str, spec: RunSpec, metrics: Mapping[str, Any]) -> None:
     """Add the test metrics and the comparison coordinates to the training run."""
     from mlflow.entities import Metric, Param
@@ -604,6 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundle config override for every run (VALUE parsed as on the monai.bundle command line); "
         "repeatable",
     )
+    p.add_argument(
+        "--test_datalist",
+        type=str,
+        default=None,
+        help="also evaluate every run on the 'test' split of this datalist and report those metrics "
+        "(e.g. a larger fresh test set; no retraining)",
+    )
     p.add_argument("--force", action="store_true", help="retrain runs that finished earlier")
     p.add_argument(
         "--keep_checkpoints",
@@ -716,7 +761,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(f"[compare] {spec.name}: not finished, left out", flush=True)
                 continue
         force = args.force and not args.report_only
-        records.append(execute(spec, tracking_uri, force=force, keep_checkpoints=args.keep_checkpoints))
+        record = execute(spec, tracking_uri, force=force, keep_checkpoints=args.keep_checkpoints)
+        if args.test_datalist is not None:
+            record["own_test_metrics"] = record["metrics"]
+            record["metrics"] = evaluate_on(spec, Path(args.test_datalist))
+            record["test_datalist"] = str(Path(args.test_datalist).resolve())
+        records.append(record)
 
     client = _mlflow_client(tracking_uri)
     for r in records:
@@ -738,6 +788,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seeds": args.seeds,
             "overrides": user,
             "reference": reference,
+            "test_datalist": None if args.test_datalist is None else str(Path(args.test_datalist).resolve()),
             "tracking_uri": tracking_uri,
             "experiment_name": EXPERIMENT,
         },
@@ -745,8 +796,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "summary": rows,
     }
     write_strict_json(output_dir / "results.json", results)
+    test_name = "Test split" if args.test_datalist is None else f"Test split of {args.test_datalist}"
     header = (
-        f"Test split, mean ± sample std over seeds {args.seeds} (%); labels = N labeled images "
+        f"{test_name}, mean ± sample std over seeds {args.seeds} (%); labels = N labeled images "
         "(N/K per class). Difference rows are paired per seed.\n\n"
     )
     write_text_atomic(output_dir / "table.md", header + table)

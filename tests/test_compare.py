@@ -216,7 +216,23 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
         assert "test_dice" in r.data.metrics and "val_mean_dice" in r.data.metrics
         assert r.data.params["compare_budget"] == "4"
 
-    # resumable: nothing is retrained on a second call
+    # --test_datalist: the finished runs are judged on another dataset's test split, without retraining
+    from hermes_monai.data import generate_synthetic_dataset, write_datalist
+
+    fresh = generate_synthetic_dataset(tmp_path / "fresh", 2, 0, 0, 3, image_size=64, seed=7)
+    extra = compare.main([*_argv(out), "--test_datalist", str(fresh)])
+    for r in extra["runs"]:
+        assert r["metrics"]["num_images"] == 3 and r["own_test_metrics"]["num_images"] == 4
+        assert r["test_datalist"] == str(fresh.resolve())
+        assert len(list(Path(r["run_dir"]).glob("eval_*/metrics.json"))) == 1
+    assert f"Test split of {fresh}" in (out / "table.md").read_text()
+    # a "test" image the run trained on is refused, naming the file
+    trained = derived["labeled"][0]
+    leaky = write_datalist(tmp_path / "leaky.json", {"test": [trained]})
+    with pytest.raises(ValueError, match=f"leaky.json.*{Path(trained['image']).name}"):
+        compare.main([*_argv(out), "--test_datalist", str(leaky)])
+
+    # resumable: nothing is retrained (or re-evaluated) on a second call
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
 
@@ -224,6 +240,8 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
     again = compare.main(_argv(out))
     assert compare.format_table(again["summary"]) == compare.format_table(results["summary"])
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
+    cached = compare.main([*_argv(out), "--test_datalist", str(fresh)])
+    assert [r["metrics"] for r in cached["runs"]] == [r["metrics"] for r in extra["runs"]]
     # a different configuration in the same output folder is refused, not silently re-used
     with pytest.raises(RuntimeError, match="different configuration"):
         compare.main(_argv(out, max_epochs=2))
