@@ -121,6 +121,7 @@ PHASES = (
     "strong_view",
     "forward_teacher",
     "pseudo_labels",
+    "cutmix",
     "forward_student",
     "losses",
     "contrast",

@@ -12,11 +12,13 @@
 * :mod:`.prepare` - which dataset a bundle run uses (the user's, prepared on first use, or the synthetic
   default), checked before training starts.
 * :mod:`.augment` - :class:`StrongAugment`, the batched strong view used inside the engine.
+* :mod:`.cutmix` - :class:`CutMix`, boxes pasted between strong views (and their pseudo-labels).
 """
 
 from hermes_monai.data.augment import StrongAugment
 from hermes_monai.data.builder import prepare_dataset
 from hermes_monai.data.checks import DatasetError, check_datalist, validate_datalist
+from hermes_monai.data.cutmix import CutMix, MixBoxes
 from hermes_monai.data.datalist import check_disjoint, load_datalist, write_datalist
 from hermes_monai.data.prepare import data_base_dir, resolve_datalist
 from hermes_monai.data.reader import UltrasoundReader
@@ -33,6 +35,8 @@ __all__ = [
     "EnsureClassd",
     "LoadUltrasoundd",
     "StrongAugment",
+    "CutMix",
+    "MixBoxes",
     "UltrasoundReader",
     "check_datalist",
     "check_disjoint",

@@ -9,7 +9,10 @@ an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iterat
    through the network without gradient: a teacher pass giving pseudo-labels;
 2. the strong view ``u_s`` is ``u_w`` plus photometric augmentation (:class:`StrongAugment`, same
    geometry), made on the training device;
-3. image- and pixel-level dual-threshold selection on the weak predictions;
+3. image- and pixel-level dual-threshold selection on the weak predictions; with ``cutmix`` set, each
+   strong view may then take a box from another one (:class:`~hermes_monai.data.CutMix`), and the
+   pixel-level pseudo-labels, selection masks and teacher embeddings take the same box, while a mixed
+   image leaves the image-level pseudo-label terms (it has no single class);
 4. one forward pass with gradient over ``concat(x_labeled, u_s)``;
 5. supervised, unsupervised, contrastive (off for the first ``contrast_warmup · T`` iterations, then
    ramped up over ``contrast_rampup · T``) and inter-task consistency (``λ(t) = rampup(t,
@@ -40,7 +43,7 @@ measurements drive a :class:`~hermes_monai.engines.GradientBudget`, which scales
 terms down whenever their running ratio to the supervised term exceeds the budget (``grad_scale_<term>``).
 
 Each phase runs inside a ``torch.profiler.record_function`` scope named ``hermes::<phase>``
-(``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``forward_student``, ``losses``,
+(``strong_view``, ``forward_teacher``, ``pseudo_labels``, ``cutmix``, ``forward_student``, ``losses``,
 ``contrast``, ``backward``, ``optimizer``) so a profiler run (``scripts/benchmark.py``) can break a step down.
 
 **Resuming.** :meth:`HermesTrainer.state_dict` holds, besides ignite's iteration counters, everything the
@@ -62,6 +65,7 @@ skips such steps instead, logs each and counts them in ``state.nonfinite_steps``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -80,6 +84,7 @@ from torch.optim import Optimizer
 from torch.profiler import record_function
 
 from hermes_monai.data.augment import StrongAugment
+from hermes_monai.data.cutmix import CutMix
 from hermes_monai.data.stream import ResumableStream, random_states, set_random_states
 from hermes_monai.engines.gradient_budget import GradientBudget
 from hermes_monai.losses import (
@@ -179,6 +184,7 @@ class HermesTrainer(Trainer):
         image_contrast / pixel_contrast: contrastive losses with their memory banks; ``None``
             switches that term off (ablation).
         strong_augment: builds the strong view from the weak one (default :class:`StrongAugment`).
+        cutmix: boxes pasted between the strong views (:class:`~hermes_monai.data.CutMix`); ``None``: off.
         use_consistency: switch for the inter-task consistency term.
         separate_student_passes: run the student on the labeled images and on the strong views in two
             forward passes, so batch norm normalises the labeled images with their own statistics (as
@@ -220,6 +226,7 @@ class HermesTrainer(Trainer):
         image_contrast: ImageContrastLoss | None = None,
         pixel_contrast: PixelContrastLoss | None = None,
         strong_augment: Callable[..., torch.Tensor] | None = None,
+        cutmix: CutMix | None = None,
         use_consistency: bool = True,
         separate_student_passes: bool = False,
         contrast_warmup: float = 0.1,
@@ -270,6 +277,7 @@ class HermesTrainer(Trainer):
         self.image_contrast = image_contrast
         self.pixel_contrast = pixel_contrast
         self.strong_augment = strong_augment or StrongAugment()
+        self.cutmix = cutmix if cutmix is not None and cutmix.prob > 0 else None
         self.use_consistency = as_bool(use_consistency, "use_consistency")
         self.separate_student_passes = as_bool(separate_student_passes, "separate_student_passes")
         contrast_weight(0, 1, contrast_warmup, contrast_rampup)  # validates the fractions
@@ -505,6 +513,9 @@ class HermesTrainer(Trainer):
                     with record_function("hermes::pseudo_labels"):
                         sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
                         sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
+                if engine.cutmix is not None:
+                    with record_function("hermes::cutmix"):
+                        u_s, teacher, sel_img, sel_pix = engine._cutmix(u_s, teacher, sel_img, sel_pix, gen)
             with record_function("hermes::forward_student"):
                 if not semi:
                     pred = engine.network(x_l)
@@ -622,6 +633,18 @@ class HermesTrainer(Trainer):
             out["gamma"] = gamma
         engine.state.output = out
         return out
+
+    def _cutmix(
+        self, u_s: torch.Tensor, teacher: dict, sel_img: Any, sel_pix: Any, gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict, Any, Any]:
+        """Paste CutMix boxes into the strong views and everything pixel-aligned with them (pseudo-labels,
+        selection masks, the teacher's seg embeddings); mixed images leave the image-level selection."""
+        mix = self.cutmix.sample(u_s.shape[0], u_s.shape[-2:], u_s.device, gen)  # type: ignore[union-attr]
+        fields = ("pseudo_label", "mask", "mask_any", "certainty_label")
+        sel_pix = dataclasses.replace(sel_pix, **{f: mix.apply(getattr(sel_pix, f)) for f in fields})
+        sel_img = dataclasses.replace(sel_img, mask=sel_img.mask & ~mix.mixed)
+        teacher = {**teacher, "seg_embed": mix.apply(teacher["seg_embed"])}
+        return mix.apply(u_s), teacher, sel_img, sel_pix
 
     def shared_encoder_parameters(self) -> list[torch.nn.Parameter]:
         """The segmentation encoder's parameters (``network.seg.encoder``; all seg parameters if absent)."""
