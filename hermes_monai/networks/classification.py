@@ -1,10 +1,10 @@
 """Hermes classification branch: a ResNet-18 whose stages can be modulated by the seg branch.
 
-Two stem choices (``stem_pool``). Without the stem max-pool (default, the CPU preset's) the four stage
-outputs (64, 128, 256, 512 channels) sit at strides 2, 4, 8, 16 and meet the seg decoder features of the
-same resolution (HERMES.md §2). With it (``stem_pool=True``, the stock ResNet-18 and the paper preset's)
-they sit at strides 4, 8, 16, 32 and the classifier costs about a quarter (3.6 instead of 13.6 GFLOP per
-224² forward); stage k then meets the seg feature of its own resolution, [1/4, 1/8, 1/16, 1/16]: the
+Two stem choices (``stem_pool``). Without the stem max-pool (``stem_pool=False``, the CPU preset's before
+0.4.0) the four stage outputs (64, 128, 256, 512 channels) sit at strides 2, 4, 8, 16 and meet the seg decoder
+features of the same resolution (HERMES.md §2). With it (default: the stock ResNet-18, both presets' since
+0.4.0) they sit at strides 4, 8, 16, 32 and the classifier costs about a quarter (3.6 instead of 13.6
+GFLOP per 224² forward); stage k then meets the seg feature of its own resolution, [1/4, 1/8, 1/16, 1/16]: the
 deepest stage takes the 1/16 seg feature, which the attention module's bilinear resize halves (on even
 sizes exactly a 2×2 average). After each stage k, when attention is on and seg features are given, the stage
 output is replaced by ``InterTaskAttention_k(cls_feat, seg_features[k])``. The 512-d global
@@ -62,7 +62,7 @@ class HermesClsNet(nn.Module):
         use_attention: bool = True,
         detach_seg: bool = True,
         weights_path: str | None = None,
-        stem_pool: bool = False,
+        stem_pool: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = create_timm_model("resnet18", weights_path, num_classes=0, in_chans=in_channels)

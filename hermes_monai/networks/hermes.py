@@ -69,7 +69,7 @@ class HermesNet(nn.Module):
         cls_weights_path: str | None = None,
         output: str = "dict",
         decoder_layout: str = "light",
-        cls_stem_pool: bool = False,
+        cls_stem_pool: bool = True,
     ) -> None:
         super().__init__()
         if output not in _OUTPUTS:
