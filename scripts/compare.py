@@ -91,6 +91,9 @@ CURVE_TITLES: dict[str, str] = {
     "val_mean_dice": "validation lesion Dice",
     "val_accuracy": "validation accuracy",
 }
+#: Loss terms whose gradient norm on the shared seg encoder the trainer logs (``grad_norm_<term>``, at
+#: ``grad_monitor_interval`` iterations) and ``grad_shares.png`` plots as a ratio to ``seg_l``'s
+GRAD_TERMS: tuple[str, ...] = ("seg_u", "contrast_seg", "itc", "cls_l", "cls_u", "contrast_cls")
 TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("dice", "Dice"),
     ("iou", "IoU"),
@@ -342,7 +345,8 @@ def _find_runs(client: MlflowClient, name: str) -> list:
 def metric_curve(
     client: MlflowClient, run_id: str | None, key: str, epoch_length: int
 ) -> list[tuple[int, float]]:
-    """``[(iteration, value), ...]`` of an MLflow metric logged per epoch, sorted by iteration."""
+    """``[(iteration, value), ...]`` of an MLflow metric logged per epoch (step × ``epoch_length``; 1 for
+    a metric logged per iteration), sorted by iteration."""
     if run_id is None:
         return []
     history = client.get_metric_history(run_id, key)
@@ -559,6 +563,68 @@ def mean_curves(
     return {k: [(x, float(np.mean(ys))) for x, ys in sorted(v.items())] for k, v in pooled.items() if v}
 
 
+def grad_share_curves(
+    records: Iterable[Mapping[str, Any]],
+) -> dict[tuple[int, str], dict[str, list[tuple[int, float]]]]:
+    """(budget, method) -> term -> ``[(iteration, mean over seeds of norm_term / norm_seg_l), ...]``.
+
+    Reads each record's ``grad_curves`` (``grad_norm_<term>`` as ``[iteration, value]``); an iteration
+    counts for a seed when both norms were logged there and ``seg_l``'s is positive. Terms whose norm is 0
+    throughout (off, or detached from the encoder) are left out, and so are runs without a monitor.
+    """
+    pooled: dict[tuple[int, str], dict[str, dict[int, list[float]]]] = {}
+    for r in records:
+        grads = r.get("grad_curves", {})
+        ref = {int(x): float(y) for x, y in grads.get("grad_norm_seg_l", [])}
+        for term in GRAD_TERMS:
+            points = grads.get(f"grad_norm_{term}", [])
+            if not any(float(y) > 0 for _, y in points):
+                continue
+            per_it = pooled.setdefault((int(r["budget"]), r["method"]), {}).setdefault(term, {})
+            for x, y in points:
+                if ref.get(int(x), 0.0) > 0:
+                    per_it.setdefault(int(x), []).append(float(y) / ref[int(x)])
+    return {
+        key: {t: [(x, float(np.mean(v))) for x, v in sorted(its.items())] for t, its in terms.items() if its}
+        for key, terms in pooled.items()
+    }
+
+
+def plot_grad_shares(records: Sequence[Mapping[str, Any]], path: Path) -> bool:
+    """Each auxiliary term's encoder-gradient norm over the supervised seg term's, against iteration: one
+    panel per (method, budget), mean over seeds, a dashed line at 1 (the gradient budget's bound). Written
+    atomically as PNG; returns False (nothing written) when no run logged gradient shares."""
+    curves = grad_share_curves(records)
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(curves)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    for ax, (budget, method) in zip(axes[0], keys):
+        for i, term in enumerate(GRAD_TERMS):
+            if term in curves[(budget, method)]:
+                xs, ys = zip(*curves[(budget, method)][term])
+                ax.plot(xs, ys, color=plt.get_cmap("tab10")(i), marker="o", markersize=3, label=term)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("encoder gradient norm / seg_l's")
+        ax.set_title(f"{method}, N={budget}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return True
+
+
 def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
     """Validation Dice and accuracy against iteration, one line per (method, budget), mean over seeds.
 
@@ -773,6 +839,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         r["curves"] = {
             k: metric_curve(client, r.get("mlflow_run_id"), k, r["epoch_length"]) for k in CURVE_KEYS
         }
+        # logged at iterations (grad_monitor_interval), not epochs
+        r["grad_curves"] = {
+            k: metric_curve(client, r.get("mlflow_run_id"), k, 1)
+            for k in ("grad_norm_seg_l", *(f"grad_norm_{t}" for t in GRAD_TERMS))
+        }
 
     reference = args.reference if args.reference in args.methods else None
     rows = summarise(records, args.methods, args.budgets, reference)
@@ -803,6 +874,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     write_text_atomic(output_dir / "table.md", header + table)
     plot_curves(records, output_dir / "curves.png")
+    plot_grad_shares(records, output_dir / "grad_shares.png")
     print(table, flush=True)
     return results
 

@@ -138,6 +138,30 @@ def test_mean_curves_average_seeds_per_iteration() -> None:
     assert curves[(4, "suponly")] == [(10, pytest.approx(0.1))]
 
 
+def test_grad_share_curves_are_ratios_to_the_supervised_term_averaged_over_seeds(tmp_path: Path) -> None:
+    def run(seed_l: list, seg_u: list, itc: list) -> dict:
+        grads = {"grad_norm_seg_l": seed_l, "grad_norm_seg_u": seg_u, "grad_norm_itc": itc}
+        return {"method": "hermes", "budget": 20, "grad_curves": {**grads, "grad_norm_cls_l": [[50, 0.0]]}}
+
+    records = [
+        run([[50, 2.0], [100, 1.0]], [[50, 1.0], [100, 3.0]], [[50, 4.0], [100, 0.5]]),
+        run([[50, 4.0], [100, 0.0]], [[50, 1.0], [100, 9.0]], [[50, 2.0], [100, 1.0]]),
+        {"method": "suponly", "budget": 20, "grad_curves": {}},
+    ]
+    curves = compare.grad_share_curves(records)
+    assert set(curves) == {(20, "hermes")}  # SupOnly logged nothing
+    shares = curves[(20, "hermes")]
+    assert set(shares) == {"seg_u", "itc"}  # cls_l is 0 throughout (detached): left out
+    # seg_u at 50: (1/2 + 1/4) / 2 = 0.375; at 100 only the first seed counts (the second's seg_l is 0): 3
+    assert shares["seg_u"] == [(50, pytest.approx(0.375)), (100, pytest.approx(3.0))]
+    # itc at 50: (4/2 + 2/4) / 2 = 1.25; at 100: 0.5 / 1
+    assert shares["itc"] == [(50, pytest.approx(1.25)), (100, pytest.approx(0.5))]
+    assert compare.plot_grad_shares(records, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not compare.plot_grad_shares(records[2:], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_plan_rejects_ambiguous_overrides(tmp_path: Path) -> None:
     configs = compare.DEFAULT_CONFIG_DIR
     args = (["suponly"], [4], [0], _fake_splits(), None, configs)
