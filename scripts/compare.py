@@ -563,6 +563,28 @@ def mean_curves(
     return {k: [(x, float(np.mean(ys))) for x, ys in sorted(v.items())] for k, v in pooled.items() if v}
 
 
+def _pyplot() -> Any:
+    """pyplot on the non-interactive Agg backend (imported on first use: plotting is optional)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    """Lay out ``fig``, write it atomically as PNG to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
 def grad_share_curves(
     records: Iterable[Mapping[str, Any]],
 ) -> dict[tuple[int, str], dict[str, list[tuple[int, float]]]]:
@@ -597,11 +619,7 @@ def plot_grad_shares(records: Sequence[Mapping[str, Any]], path: Path) -> bool:
     curves = grad_share_curves(records)
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     keys = sorted(curves)
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     for ax, (budget, method) in zip(axes[0], keys):
@@ -616,12 +634,7 @@ def plot_grad_shares(records: Sequence[Mapping[str, Any]], path: Path) -> bool:
         ax.set_title(f"{method}, N={budget}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    _save_png(fig, path)
     return True
 
 
@@ -630,11 +643,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
 
     Colour encodes the method, line style the budget. Written atomically as PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     methods = sorted({r["method"] for r in records})
     budgets = sorted({int(r["budget"]) for r in records})
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -658,12 +667,7 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    _save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------------------ driver
