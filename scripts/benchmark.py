@@ -440,6 +440,7 @@ def build_step(
         pixel_contrast=pixel_contrast,
         use_consistency=get("use_consistency"),
         separate_student_passes=get("separate_student_passes"),
+        teacher_momentum=get("teacher_momentum"),
         strong_augment=get("strong_augment"),
         cutmix=get("cutmix"),
         contrast_warmup=get("contrast_warmup"),

@@ -6,8 +6,16 @@ import math
 
 import pytest
 import torch
+from ignite.engine import Events
 
-from hermes_monai.engines import LOSS_TERMS, MONITOR_KEYS, HermesTrainer, loggable_output
+from hermes_monai.engines import (
+    LOSS_TERMS,
+    MONITOR_KEYS,
+    HermesTrainer,
+    ema_decay,
+    loggable_output,
+    make_teacher,
+)
 from hermes_monai.engines.trainer import GRAD_TERMS
 from hermes_monai.losses import ImageContrastLoss, PixelContrastLoss
 from hermes_monai.networks import HermesNet
@@ -153,8 +161,10 @@ def test_empty_unlabeled_loader_fails_clearly() -> None:
         trainer.run()
 
 
-def test_bf16_autocast_on_cpu_needs_no_scaler() -> None:
-    trainer = _trainer(_unlabeled(1), epoch_length=1, amp=True, amp_kwargs={"dtype": torch.bfloat16})
+@pytest.mark.parametrize("amp_kwargs", [{"dtype": torch.bfloat16}, None])
+def test_bf16_autocast_on_cpu_needs_no_scaler(amp_kwargs: dict | None) -> None:
+    # no dtype: CPU autocast's default, bfloat16 (a float16 scaler made here would be the GPU default's)
+    trainer = _trainer(_unlabeled(1), epoch_length=1, amp=True, amp_kwargs=amp_kwargs)
     trainer.run()
     assert trainer.scaler is None  # a GradScaler is only for float16
     assert torch.isfinite(trainer.state.output["loss"])
@@ -191,3 +201,61 @@ def test_separate_student_passes_keep_labeled_normalisation_apart(separate: bool
     brighter = [{"image": b["image"] * 0.2 + 0.7} for b in plain]
     same = first_sup_loss(plain) == first_sup_loss(brighter)
     assert same is separate
+
+
+def test_ema_decay_ramps_to_the_momentum() -> None:
+    # a = min(m, 1 - 1/(n+1)): n = 1 -> 0.5, n = 3 -> 0.75, n = 199 -> 0.995 capped at m = 0.99
+    assert ema_decay(0.99, 1) == 0.5
+    assert ema_decay(0.99, 3) == 0.75
+    assert ema_decay(0.99, 199) == 0.99
+    with pytest.raises(ValueError, match="teacher_momentum"):
+        make_teacher(torch.nn.Linear(2, 2), 1.0)
+    assert make_teacher(torch.nn.Linear(2, 2), None) is None
+
+
+def test_mean_teacher_follows_the_student_by_the_ramped_average() -> None:
+    trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=3, teacher_momentum=0.9)
+    name = next(n for n, _ in trainer.network.named_parameters() if n.startswith("seg."))
+    student_after: list[torch.Tensor] = []
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _record(engine: HermesTrainer) -> None:
+        student_after.append(dict(engine.network.named_parameters())[name].detach().clone())
+
+    trainer.run()
+    # update 1 copies; update 2 has n = 1: a = 0.5; update 3 has n = 2: a = 2/3
+    expected = student_after[0]
+    expected = 0.5 * expected + 0.5 * student_after[1]
+    expected = (2 / 3) * expected + (1 / 3) * student_after[2]
+    teacher = dict(trainer.teacher.module.named_parameters())[name]
+    torch.testing.assert_close(teacher, expected)
+    assert not torch.equal(teacher, student_after[2])
+    assert int(trainer.teacher.n_averaged) == 3
+    assert "teacher" in trainer.hermes_state_dict()
+
+
+def test_mean_teacher_at_momentum_zero_trains_as_the_student_teacher_does() -> None:
+    # m = 0 keeps the teacher equal to the student after every step, so every loss matches the default
+    # run's, iteration by iteration (both teachers run in training mode on the same weak view)
+    outputs = {}
+    for m in (None, 0.0):
+        trainer = _trainer(_unlabeled(2), contrast_warmup=0, epoch_length=3, teacher_momentum=m)
+        outputs[m] = []
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e, out=outputs[m]: out.append(dict(e.state.output))
+        )
+        trainer.run()
+    for a, b in zip(outputs[None], outputs[0.0]):
+        for key in LOSS_TERMS:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    # the weak-view pass does run the teacher: a perturbed teacher changes the first iteration's selection
+    rates = []
+    for perturb in (False, True):
+        trainer = _trainer(_unlabeled(1), contrast_warmup=0, epoch_length=1, teacher_momentum=0.99)
+        if perturb:
+            with torch.no_grad():
+                for p in trainer.teacher.module.seg.parameters():
+                    p.mul_(-1.0)
+        trainer.run()
+        rates.append((trainer.state.output["select_rate_pixel"], trainer.state.output["loss_seg_u"]))
+    assert rates[0] != rates[1]

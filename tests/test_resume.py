@@ -94,13 +94,17 @@ def _pausing_config(tmp: Path, after_epoch: int) -> str:
     return str([TRAIN, str(path)])
 
 
-def test_sigkill_then_resume_latest_equals_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("teacher_momentum", [None, 0.9])
+def test_sigkill_then_resume_latest_equals_uninterrupted_run(
+    tmp_path: Path, teacher_momentum: float | None
+) -> None:
     data = tmp_path / "data"
     ref_root, crash_root = tmp_path / "ref", tmp_path / "crash"
-    ref = _train(TRAIN, ref_root, data)
+    teacher = {} if teacher_momentum is None else {"teacher_momentum": teacher_momentum}
+    ref = _train(TRAIN, ref_root, data, **teacher)
     _wait(ref, ref_root)  # also generates the synthetic data the second run reuses
 
-    crashing = _train(_pausing_config(tmp_path, after_epoch=1), crash_root, data)
+    crashing = _train(_pausing_config(tmp_path, after_epoch=1), crash_root, data, **teacher)
     ckpt = crash_root / "models" / "checkpoint_epoch=1.pt"
     deadline = time.monotonic() + 240
     while not ckpt.exists():  # the pause starts only after this file is in place
@@ -111,7 +115,7 @@ def test_sigkill_then_resume_latest_equals_uninterrupted_run(tmp_path: Path) -> 
     assert crashing.wait(timeout=30) == -signal.SIGKILL
     assert not (crash_root / "models" / "checkpoint_final.pt").exists()  # it really died mid-run
 
-    resumed = _train(TRAIN, crash_root, data, resume_from="latest")
+    resumed = _train(TRAIN, crash_root, data, resume_from="latest", **teacher)
     _wait(resumed, crash_root)
     log = (tmp_path / "crash.log").read_text()
     assert "rescaled" not in log  # same T: the schedule is restored as saved
@@ -131,6 +135,9 @@ def test_sigkill_then_resume_latest_equals_uninterrupted_run(tmp_path: Path) -> 
     for bank in ("image_contrast", "pixel_contrast"):
         got, want = final["trainer"]["hermes"][bank], expected["trainer"]["hermes"][bank]
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+    got, want = final["trainer"]["hermes"]["teacher"], expected["trainer"]["hermes"]["teacher"]
+    assert (got is None) == (teacher_momentum is None)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)  # the mean teacher's weights and update count
     assert final["best"] == expected["best"]  # best metric, its epoch and the model.pt record
     best = load_checkpoint(models / "model.pt")
     torch.testing.assert_close(best, load_checkpoint(ref_root / "models" / "model.pt"), rtol=0, atol=0)

@@ -1,6 +1,7 @@
 """Training engines: the Hermes semi-supervised trainer built on ``monai.engines.Trainer``."""
 
 from hermes_monai.engines.gradient_budget import BUDGETED_TERMS, GradientBudget
+from hermes_monai.engines.teacher import ema_decay, make_teacher
 from hermes_monai.engines.trainer import (
     DEFAULT_WEIGHTS,
     LOSS_TERMS,
@@ -17,4 +18,6 @@ __all__ = [
     "MONITOR_KEYS",
     "HermesTrainer",
     "loggable_output",
+    "ema_decay",
+    "make_teacher",
 ]

@@ -6,7 +6,8 @@ loader; the **unlabeled** loader is cycled alongside it; both run as endless res
 an epoch is ``epoch_length`` iterations whichever loader is smaller. Each iteration (HERMES.md §3–5):
 
 1. the weak unlabeled view ``u_w`` (geometric augmentation only, from the data pipeline) goes
-   through the network without gradient: a teacher pass giving pseudo-labels;
+   through the network without gradient: a teacher pass giving pseudo-labels (the student itself, or
+   with ``teacher_momentum`` set a mean teacher, :mod:`hermes_monai.engines.teacher`);
 2. the strong view ``u_s`` is ``u_w`` plus photometric augmentation (:class:`StrongAugment`, same
    geometry), made on the training device;
 3. image- and pixel-level dual-threshold selection on the weak predictions; with ``cutmix`` set, each
@@ -87,6 +88,7 @@ from hermes_monai.data.augment import StrongAugment
 from hermes_monai.data.cutmix import CutMix
 from hermes_monai.data.stream import ResumableStream, random_states, set_random_states
 from hermes_monai.engines.gradient_budget import GradientBudget
+from hermes_monai.engines.teacher import make_teacher
 from hermes_monai.losses import (
     IgnoreDiceLoss,
     ImageContrastLoss,
@@ -186,6 +188,9 @@ class HermesTrainer(Trainer):
         strong_augment: builds the strong view from the weak one (default :class:`StrongAugment`).
         cutmix: boxes pasted between the strong views (:class:`~hermes_monai.data.CutMix`); ``None``: off.
         use_consistency: switch for the inter-task consistency term.
+        teacher_momentum: ``None`` (default, the paper's): the weak-view pass runs the student itself; a
+            momentum m in [0, 1): it runs a mean teacher, an exponential moving average of the student
+            (:mod:`hermes_monai.engines.teacher`), updated after every optimiser step.
         separate_student_passes: run the student on the labeled images and on the strong views in two
             forward passes, so batch norm normalises the labeled images with their own statistics (as
             SupOnly does) instead of a half-strong batch's; ``False``: one pass over both.
@@ -229,6 +234,7 @@ class HermesTrainer(Trainer):
         cutmix: CutMix | None = None,
         use_consistency: bool = True,
         separate_student_passes: bool = False,
+        teacher_momentum: float | None = None,
         contrast_warmup: float = 0.1,
         contrast_rampup: float = 0.0,
         weights: dict[str, float] | None = None,
@@ -280,6 +286,7 @@ class HermesTrainer(Trainer):
         self.cutmix = cutmix if cutmix is not None and cutmix.prob > 0 else None
         self.use_consistency = as_bool(use_consistency, "use_consistency")
         self.separate_student_passes = as_bool(separate_student_passes, "separate_student_passes")
+        self.teacher = make_teacher(network, teacher_momentum) if unlabeled_data_loader is not None else None
         contrast_weight(0, 1, contrast_warmup, contrast_rampup)  # validates the fractions
         self.contrast_warmup = float(contrast_warmup)
         self.contrast_rampup = float(contrast_rampup)
@@ -313,8 +320,9 @@ class HermesTrainer(Trainer):
 
     def run(self) -> None:
         """Run training. A gradient scaler is made only for float16 autocast (bf16 needs none)."""
-        dtype = (self.amp_kwargs or {}).get("dtype", torch.float16)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and dtype == torch.float16 else None
+        device_type = torch.device(self.state.device).type
+        dtype = (self.amp_kwargs or {}).get("dtype", torch.get_autocast_dtype(device_type))
+        self.scaler = torch.amp.GradScaler(device_type) if self.amp and dtype == torch.float16 else None
         self._schedule_checked = False
         self._unlabeled_iter = None  # a new run (or a resume) continues each stream from its saved position
         if self.state.epoch_length == 0:
@@ -375,6 +383,7 @@ class HermesTrainer(Trainer):
             "pixel_contrast": None if self.pixel_contrast is None else self.pixel_contrast.state_dict(),
             "nonfinite_steps": int(getattr(self.state, "nonfinite_steps", 0)),
             "grad_budget": self.grad_budget.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
         }
 
     def load_hermes_state_dict(self, state: dict[str, Any]) -> None:
@@ -401,6 +410,12 @@ class HermesTrainer(Trainer):
             module, saved = getattr(self, name), state.get(name)
             if module is not None and saved is not None:
                 module.load_state_dict(saved)
+        if self.teacher is not None:
+            if state.get("teacher") is not None:
+                self.teacher.load_state_dict(state["teacher"])
+            else:
+                logger.warning("the checkpoint has no mean teacher: it restarts as a copy of the student")
+                self.teacher.n_averaged.zero_()
         self.state.nonfinite_steps = int(state.get("nonfinite_steps", 0))
         self.grad_budget.load_state_dict(state.get("grad_budget", {}))
         self._unlabeled_iter = None
@@ -509,7 +524,11 @@ class HermesTrainer(Trainer):
                 gamma = entropy_ratio(t, big_t, start=engine.entropy_start)
                 with torch.no_grad():
                     with record_function("hermes::forward_teacher"):
-                        teacher = engine.network(u_w)
+                        if engine.teacher is None:
+                            teacher = engine.network(u_w)
+                        else:
+                            engine.teacher.train()
+                            teacher = engine.teacher(u_w)
                     with record_function("hermes::pseudo_labels"):
                         sel_img = engine.image_selector(teacher["cls_logits"].float().softmax(1), gamma)
                         sel_pix = engine.pixel_selector(teacher["seg_logits"].float().softmax(1), gamma)
@@ -608,6 +627,8 @@ class HermesTrainer(Trainer):
             else:
                 engine.seg_optimizer.step()
                 engine.cls_optimizer.step()
+            if engine.teacher is not None:
+                engine.teacher.update_parameters(getattr(engine.network, "module", engine.network))
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         out[Keys.LOSS] = loss.detach()
