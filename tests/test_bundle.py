@@ -22,9 +22,7 @@ EVAL = [TRAIN, str(CONFIGS / "evaluate.yaml")]
 
 
 def _overrides(root: Path, **extra) -> dict:
-    return tiny_overrides(
-        root, tracking_uri=f"sqlite:///{root}/mlruns.db", run_name="itest", **extra
-    )
+    return tiny_overrides(root, tracking_uri=f"sqlite:///{root}/mlruns.db", run_name="itest", **extra)
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +160,17 @@ def test_channels_last_switch_sets_layout_not_result(layout: bool) -> None:
     assert out["seg_logits"].is_contiguous(memory_format=torch.channels_last) == layout
     for key in ("seg_logits", "cls_logits"):
         torch.testing.assert_close(out[key], expected[key], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(("amp_dtype", "expected"), [(None, {}), ("bfloat16", {"dtype": torch.bfloat16})])
+def test_amp_dtype_reaches_the_trainer_and_both_evaluators(amp_dtype: str | None, expected: dict) -> None:
+    parser = ConfigParser()
+    parser.read_config([TRAIN, str(CONFIGS / "evaluate.yaml")])
+    parser.update({"amp_dtype": amp_dtype})
+    for key in (
+        "amp_kwargs",
+        "train#trainer#amp_kwargs",
+        "validate#evaluator#amp_kwargs",
+        "test#evaluator#amp_kwargs",
+    ):
+        assert parser.get_parsed_content(key) == expected, key
