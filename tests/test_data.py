@@ -406,7 +406,7 @@ def test_synthetic_difficulty_moves_lesions_toward_iso_echoic_and_nothing_else(t
     ratio = {d: np.mean([r for *_, r in v]) for d, v in cases.items()}
     assert ratio[0.0] + 0.05 < ratio[0.5] < ratio[1.0] - 0.05 and ratio[1.0] < 1.0
     with pytest.raises(ValueError, match="difficulty"):
-        generate_synthetic_dataset(tmp_path, difficulty=1.5, **SMALL)
+        generate_synthetic_dataset(tmp_path, difficulty=2.5, **SMALL)
     params = {"num_labeled": 2, "num_unlabeled": 0, "num_validation": 0, "num_test": 0, "image_size": 32}
     plain = json.loads(generate_synthetic_dataset(tmp_path / "a", **params).read_text())["meta"]
     harder = json.loads(generate_synthetic_dataset(tmp_path / "b", difficulty=0.5, **params).read_text())[
@@ -414,3 +414,29 @@ def test_synthetic_difficulty_moves_lesions_toward_iso_echoic_and_nothing_else(t
     ]
     assert "difficulty" not in plain and harder["difficulty"] == 0.5  # older datasets stay reusable
     assert plain["version"] == 1 and harder["version"] == 3  # older hardened sets are regenerated
+
+
+def test_synthetic_difficulty_above_one_changes_only_the_appearance_of_some_lesions(tmp_path: Path) -> None:
+    """Above 1 (version 4) a case keeps difficulty 1's mask and tissue; at 2 about half the lesions change
+    appearance: a quarter turn brighter than their surroundings, a quarter get cystic spaces (more contrast
+    inside the lesion)."""
+    changed, hyper, complex_ = [], [], []
+    for i in range(80):
+        base, mask = render_case(np.random.default_rng(900 + i), i % 2, 96, 1.0)
+        image, mask2 = render_case(np.random.default_rng(900 + i), i % 2, 96, 2.0)
+        assert np.array_equal(mask, mask2)
+        far = ~binary_dilation(mask > 0, iterations=12)
+        assert np.abs(image[far].astype(int) - base[far].astype(int)).max() <= 1  # tissue untouched
+        inside = mask > 0
+        ring = binary_dilation(inside, iterations=6) & ~inside
+        ratio = [im[inside].mean() / im[ring].mean() for im in (base, image)]
+        spread = [im[inside].std() / im[inside].mean() for im in (base, image)]
+        changed.append(not np.array_equal(image, base))
+        hyper.append(ratio[1] > max(1.0, ratio[0] + 0.2))
+        complex_.append(changed[-1] and not hyper[-1] and spread[1] > spread[0] + 0.1)
+    assert 0.3 <= np.mean(changed) <= 0.7  # expected 0.5
+    assert 0.1 <= np.mean(hyper) <= 0.4  # expected 0.25
+    assert 0.08 <= np.mean(complex_) <= 0.4  # expected 0.25, a few with little cystic area go unseen
+    params = {"num_labeled": 2, "num_unlabeled": 0, "num_validation": 0, "num_test": 0, "image_size": 32}
+    meta = json.loads(generate_synthetic_dataset(tmp_path, difficulty=2.0, **params).read_text())["meta"]
+    assert meta["version"] == 4 and meta["difficulty"] == 2.0

@@ -33,6 +33,10 @@ Image model (all vectorised numpy, ~1 ms per 128x128 image):
 labels; the class cues stay as above. Masks and classes are unchanged. Generator version 2 also added fat
 lobules, acoustic shadows from above and class marks; measured, they left a from-scratch classifier at chance
 even with every label, and version 3 dropped them (docs/benchmarks.md, "The embedded dataset, version 3").
+Between 1 and 2 (generator version 4) a share ``(difficulty - 1) / 2`` of the lesions changes appearance,
+independently of the class: half of them hyperechoic (brighter than the tissue), half complex (cystic spaces
+and echogenic parts inside), as real lesions are; a model must see enough of each kind to find them all.
+Everything else of a case (shape, position, cues, iso-echo) is that of ``difficulty`` 1.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns a stream for the split layout and
 one per image, so output is byte-identical for a seed. Classes are balanced within each split
@@ -62,8 +66,10 @@ __all__ = ["generate_synthetic_dataset", "ensure_synthetic_dataset", "render_cas
 CLASS_NAMES: tuple[str, str] = ("benign", "malignant")
 GENERATOR_NAME = "hermes_monai.data.synthetic"
 # 3: difficulty moves lesions toward iso-echoic only (2 also added lobules, shadows and class marks);
-# difficulty 0 images are version 1's, byte for byte
-GENERATOR_VERSION = 3
+# 4: difficulty above 1 adds hyperechoic and complex lesions; difficulty 0 images are version 1's, and
+# difficulty in (0, 1] version 3's, byte for byte
+GENERATOR_VERSION = 4
+MAX_DIFFICULTY = 2.0
 SPLITS: tuple[str, ...] = ("labeled", "unlabeled", "validation", "test")
 
 # Fan geometry (normalised coordinates, y down): apex above the image, 50 deg half-angle; at
@@ -112,15 +118,39 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
 
 
 def _check_difficulty(difficulty: float) -> None:
-    if not 0.0 <= float(difficulty) <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    if not 0.0 <= float(difficulty) <= MAX_DIFFICULTY:
+        raise ValueError(f"difficulty must be in [0, {MAX_DIFFICULTY:g}], got {difficulty}")
+
+
+def _version(difficulty: float) -> int:
+    """The generator version whose images ``difficulty`` gives (they are unchanged since then)."""
+    return 1 if not difficulty else (3 if difficulty <= 1.0 else GENERATOR_VERSION)
 
 
 def _iso_echo(rng: np.random.Generator, difficulty: float) -> float:
     """How far ``difficulty`` moves one lesion's echo level toward the tissue's (0: unchanged, 1: iso-echoic):
     ``difficulty × U[0.5, 0.9]`` for half the lesions, ``difficulty × U[0, 0.4]`` for the others."""
-    d = float(difficulty)
+    d = min(float(difficulty), 1.0)
     return d * (rng.uniform(0.5, 0.9) if rng.random() < 0.5 else rng.uniform(0.0, 0.4))
+
+
+def _appearance(
+    rng: np.random.Generator, difficulty: float, tissue: np.ndarray, lesion_level: np.ndarray, px: float
+) -> np.ndarray:
+    """The lesion's echo level (S, S) after the appearance draw of ``difficulty`` above 1: with probability
+    ``(difficulty - 1) / 4`` hyperechoic (1.25-1.6 x the tissue), with the same probability complex (smooth
+    noise splits it into anechoic cystic spaces and echogenic parts at 0.9-1.3 x the tissue), else
+    unchanged."""
+    share = (float(difficulty) - 1.0) / 4.0
+    draw = rng.random()
+    if draw < share:
+        return tissue * rng.uniform(1.25, 1.6)
+    if draw < 2 * share:
+        s = tissue.shape[0]
+        blobs = gaussian_filter(rng.standard_normal((s, s)), sigma=2.5 * px, mode="wrap")
+        cyst = 1.0 / (1.0 + np.exp(-4.0 * (blobs / (blobs.std() + 1e-8) - 0.5)))
+        return (1.0 - cyst) * tissue * rng.uniform(0.9, 1.3) + cyst * 0.05
+    return lesion_level
 
 
 def render_case(
@@ -132,9 +162,10 @@ def render_case(
         rng: random generator (consumed).
         cls: 0 benign, 1 malignant.
         size: output side length in pixels.
-        difficulty: in [0, 1]; 0 is the original image model (byte-identical output). Above 0, drawn after
+        difficulty: in [0, 2]; 0 is the original image model (byte-identical output). Above 0, drawn after
             every other random number of the case: the lesion's echo moved toward the tissue's
-            (:func:`_iso_echo`).
+            (:func:`_iso_echo`, at most as far as at 1); above 1, drawn after that, the lesion's appearance
+            (:func:`_appearance`).
 
     Returns:
         ``(image, mask)``, both uint8 of shape (size, size); the mask is 0 / 255.
@@ -194,6 +225,8 @@ def render_case(
     fan = rng.random() < 0.5  # curvilinear probe: dark outside the fan, soft edge
     if difficulty > 0:
         lesion_level = lesion_level + _iso_echo(rng, difficulty) * (tissue - lesion_level)
+    if difficulty > 1:
+        lesion_level = _appearance(rng, difficulty, tissue, lesion_level, px)
     echo = (tissue * (1 - weight) + lesion_level * weight) * posterior
     img = echo * speckle * attenuation * gain
     if fan:
@@ -219,7 +252,7 @@ def _meta(
     extra = {"difficulty": float(difficulty)} if difficulty else {}
     return {
         "generator": GENERATOR_NAME,
-        "version": GENERATOR_VERSION if difficulty else 1,
+        "version": _version(difficulty),
         "num_labeled": int(num_labeled),
         "num_unlabeled": int(num_unlabeled),
         "num_validation": int(num_validation),
@@ -268,7 +301,7 @@ def generate_synthetic_dataset(
         num_labeled / num_unlabeled / num_validation / num_test: images per split.
         image_size: side length of the square images.
         seed: seed of the numpy generator; same seed and parameters give identical bytes.
-        difficulty: in [0, 1], see :func:`render_case` (0: the original images).
+        difficulty: in [0, 2], see :func:`render_case` (0: the original images).
         overwrite: regenerate even when a matching dataset exists.
 
     Returns:
