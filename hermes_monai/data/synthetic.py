@@ -117,6 +117,13 @@ def _shape_params(rng: np.random.Generator, cls: int) -> dict[str, Any]:
     }
 
 
+def _smooth_noise(rng: np.random.Generator, size: int, sigma: float | tuple[float, float]) -> np.ndarray:
+    """Gaussian white noise (size, size) smoothed by ``sigma`` (pixels; (y, x) or one for both, periodic
+    edges) and scaled to unit standard deviation."""
+    field = gaussian_filter(rng.standard_normal((size, size)), sigma=sigma, mode="wrap")
+    return field / (field.std() + 1e-8)
+
+
 def _check_difficulty(difficulty: float) -> None:
     if not 0.0 <= float(difficulty) <= MAX_DIFFICULTY:
         raise ValueError(f"difficulty must be in [0, {MAX_DIFFICULTY:g}], got {difficulty}")
@@ -146,9 +153,8 @@ def _appearance(
     if draw < share:
         return tissue * rng.uniform(1.25, 1.6)
     if draw < 2 * share:
-        s = tissue.shape[0]
-        blobs = gaussian_filter(rng.standard_normal((s, s)), sigma=2.5 * px, mode="wrap")
-        cyst = 1.0 / (1.0 + np.exp(-4.0 * (blobs / (blobs.std() + 1e-8) - 0.5)))
+        blobs = _smooth_noise(rng, tissue.shape[0], 2.5 * px)
+        cyst = 1.0 / (1.0 + np.exp(-4.0 * (blobs - 0.5)))
         return (1.0 - cyst) * tissue * rng.uniform(0.9, 1.3) + cyst * 0.05
     return lesion_level
 
@@ -177,8 +183,7 @@ def render_case(
     px = s / 128.0  # pixel scale so textures look alike at every size
 
     # --- tissue: layered texture -------------------------------------------------------------
-    streaks = gaussian_filter(rng.standard_normal((s, s)), sigma=(1.2 * px, 10.0 * px), mode="wrap")
-    streaks /= streaks.std() + 1e-8
+    streaks = _smooth_noise(rng, s, (1.2 * px, 10.0 * px))
     freq, phase = rng.uniform(2.0, 6.0), rng.uniform(0, 2 * np.pi)
     wave = np.sin(2 * np.pi * (freq * y + 0.04 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * x)) + phase)
     tissue = 0.55 + 0.09 * streaks + 0.07 * wave
