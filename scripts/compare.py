@@ -1,8 +1,9 @@
 """Does semi-supervision pay? Hermes against the SupOnly baseline (and ablations) at fixed label budgets.
 
 For every label budget N, seed s and method m this driver trains the real bundle in-process
-(``monai.bundle.run("training", ...)``), evaluates the best checkpoint on the test split
-(``run("evaluating", ...)``) and collects the test metrics and the validation learning curves::
+(``monai.bundle.run("training", ...)``), evaluates on the test split (``run("evaluating", ...)``) both the
+best-validation checkpoint and the weights at the end of training, and collects the test metrics and the
+validation learning curves::
 
     python scripts/compare.py --budgets 20 40 --seeds 0 1 2 --methods hermes suponly \
         --output_dir docs/compare --override max_epochs=30 --override epoch_length=10
@@ -20,11 +21,11 @@ draw of N entries from the dataset's ``labeled`` split, the other labeled entrie
 checked. Every method uses the same subset at a given (N, s).
 
 Outputs in ``--output_dir``: ``runs/<method>_n<N>_s<seed>/`` (the bundle root of each run: ``models/``,
-``eval/metrics.json``, ``compare_run.json``), ``mlruns.db`` (MLflow experiment ``compare``, one run
-per (method, N, seed) holding the training curves, the test metrics as ``test_*`` and the comparison
-parameters), ``results.json``, ``table.md`` and ``curves.png``. Runs whose ``eval/metrics.json``
-exists are skipped (the driver is resumable) unless ``--force``; a finished run whose recorded
-configuration differs from the requested one is an error rather than a silently stale result.
+``eval/metrics.json``, ``eval_final/metrics.json``, ``compare_run.json``), ``mlruns.db`` (MLflow
+experiment ``compare``, one run per (method, N, seed) holding the training curves, the test metrics as
+``test_*`` and the comparison parameters), ``results.json``, ``table.md`` and ``curves.png``. Runs whose
+``eval/metrics.json`` exists are skipped (the driver is resumable) unless ``--force``; a finished run whose
+recorded configuration differs from the requested one is an error rather than a silently stale result.
 
 Choices where the spec is silent (documented here and in docs/compare.md):
 
@@ -45,9 +46,16 @@ Choices where the spec is silent (documented here and in docs/compare.md):
 * Override precedence: config files < ``--override`` < the method's own overrides < the driver's keys
   (``bundle_root``, ``datalist``, ``dataset_dir``, ``seed``, tracking); an ``--override`` that sets one
   of the method's keys or a driver key is rejected as ambiguous.
+* Two test figures per run. ``models/model.pt`` is the best-validation checkpoint: the maximum of a noisy
+  curve (the validation split's few dozen images, every epoch), which flatters the method whose curve jumps
+  most (SupOnly at 20 labels: validation Dice 0.29-0.73 between neighbouring epochs late in a 2400-iteration
+  run, docs/benchmarks.md). ``models/model_final.pt`` holds the weights when training ended (taken from the
+  trainer's ``checkpoint_final.pt``): no selection, and the plateau's model once the curves have flattened.
+  ``table.md`` has one table for each, then each validation curve's last-quarter level and its change from
+  the third quarter (the plateau check).
 * Disk: each run's resumable training checkpoints (optimiser state included, ~0.4 GB per run on the CPU
-  preset) are deleted once the run is evaluated; ``models/model.pt`` (the evaluated weights) stays.
-  ``--keep_checkpoints`` keeps them.
+  preset) are deleted once the run is evaluated; ``models/model.pt`` and ``models/model_final.pt`` (the
+  evaluated weights) stay. ``--keep_checkpoints`` keeps them.
 * ``--test_datalist FILE``: every run (finished ones too) is also evaluated on the ``test`` split of
   another datalist; each record's ``metrics`` (so the table and ``results.json``) are then those, its
   own test split's moved to ``own_test_metrics``. Use it to judge runs on a larger
@@ -362,7 +370,9 @@ def execute(
     The record (also ``<run_dir>/compare_run.json``) holds method, budget, seed, the configuration
     fingerprint, the MLflow run id, wall-clock times, the test metrics and ``epoch_length``. Unless
     ``keep_checkpoints``, the resumable training checkpoints (``models/checkpoint*.pt``, optimiser state
-    included) are deleted after evaluation; the evaluated weights ``models/model.pt`` stay.
+    included) are deleted after evaluation; the evaluated weights ``models/model.pt`` and
+    ``models/model_final.pt`` stay. ``final_metrics`` holds the final weights' test metrics (``None``
+    for a run trained before they were kept).
     """
     from monai.bundle import run
 
@@ -378,6 +388,7 @@ def execute(
             )
         print(f"[compare] {spec.name}: finished earlier, re-using {metrics_path}", flush=True)
         record["metrics"] = json.loads(metrics_path.read_text())
+        record["final_metrics"] = evaluate_final(spec)
         return record
 
     _check_batches(spec)
@@ -418,10 +429,66 @@ def execute(
     if record["mlflow_run_id"] is not None:
         _log_to_mlflow(client, record["mlflow_run_id"], spec, metrics)
     write_strict_json(record_path, record)
+    record["final_metrics"] = evaluate_final(spec)
+    write_strict_json(record_path, record)
     if not keep_checkpoints:
         for ckpt in (spec.run_dir / "models").glob("checkpoint*.pt"):
             ckpt.unlink()
     return record
+
+
+def final_weights(run_dir: Path) -> Path | None:
+    """``<run_dir>/models/model_final.pt``: the network's weights when training ended (a plain state dict).
+
+    Written (atomically) from the trainer's ``models/checkpoint_final.pt`` when absent; ``None`` when
+    neither file exists (a run whose training checkpoints were pruned before this file was kept).
+    """
+    from hermes_monai.handlers.checkpoint import load_checkpoint
+
+    models = run_dir / "models"
+    target = models / "model_final.pt"
+    if target.is_file():
+        return target
+    source = models / "checkpoint_final.pt"
+    if not source.is_file():
+        return None
+    state = load_checkpoint(source)
+    if "network" not in state:
+        raise ValueError(f"{source}: no 'network' entry (keys: {sorted(state)})")
+    import torch
+
+    with atomic_path(target) as tmp:
+        torch.save(state["network"], tmp)
+    return target
+
+
+def evaluate_final(spec: RunSpec, test_datalist: Path | None = None) -> dict[str, Any] | None:
+    """Test metrics of the weights at the end of training (:func:`final_weights`), or ``None`` without them.
+
+    The best-validation checkpoint (``model.pt``) is the maximum of a noisy curve (a few dozen validation
+    images, evaluated every epoch), which favours the method whose curve jumps most; the final weights
+    need no selection and, once the validation curves have flattened, are the plateau's model. Cached in
+    ``<run_dir>/eval_final[_<sha256[:12] of test_datalist>]/metrics.json``.
+    """
+    from monai.bundle import run
+
+    suffix = ""
+    if test_datalist is not None:
+        suffix = "_" + hashlib.sha256(Path(test_datalist).read_bytes()).hexdigest()[:12]
+    out_dir = spec.run_dir / f"eval_final{suffix}"
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.is_file():
+        return json.loads(metrics_path.read_text())
+    weights = final_weights(spec.run_dir)
+    if weights is None:
+        return None
+    print(f"[compare] {spec.name}: evaluating the final weights", flush=True)
+    overrides = {**spec.overrides, "checkpoint": str(weights), "output_dir": str(out_dir)}
+    overrides["use_mlflow"] = False
+    if test_datalist is not None:
+        overrides["datalist"] = str(Path(test_datalist).resolve())
+    run("evaluating", config_file=list(spec.eval_files), **overrides)
+    return json.loads(metrics_path.read_text())
 
 
 def evaluate_on(spec: RunSpec, test_datalist: Path) -> dict[str, Any]:
@@ -483,8 +550,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     return float(arr.mean()), std, int(arr.size)
 
 
-def _metric(record: Mapping[str, Any], key: str) -> float:
-    value = record.get("metrics", {}).get(key)
+def _metric(record: Mapping[str, Any], key: str, source: str = "metrics") -> float:
+    value = (record.get(source) or {}).get(key)
     return math.nan if value is None else float(value)
 
 
@@ -493,17 +560,24 @@ def summarise(
     methods: Sequence[str],
     budgets: Sequence[int],
     reference: str | None,
+    source: str = "metrics",
 ) -> list[dict[str, Any]]:
     """Rows of the comparison table, in %: one per (budget, method), then ``method - reference`` rows.
 
     Each row: ``budget``, ``method`` (``"A - B"`` for a difference row), ``seeds`` (count) and, per table
     metric, ``<metric>_mean`` / ``<metric>_std`` (percent; std is NaN with one seed). Difference rows are
-    paired over the seeds both methods have.
+    paired over the seeds both methods have. ``source``: the record entry holding the test metrics,
+    ``"metrics"`` (best validation checkpoint) or ``"final_metrics"`` (weights at the end of training);
+    records without it are left out.
     """
     rows: list[dict[str, Any]] = []
     for budget in budgets:
         by_method = {
-            m: {int(r["seed"]): r for r in records if r["method"] == m and int(r["budget"]) == budget}
+            m: {
+                int(r["seed"]): r
+                for r in records
+                if r["method"] == m and int(r["budget"]) == budget and r.get(source)
+            }
             for m in methods
         }
         for m in methods:
@@ -512,7 +586,7 @@ def summarise(
                 continue
             row: dict[str, Any] = {"budget": budget, "method": m, "seeds": len(runs)}
             for key, _ in TABLE_METRICS:
-                mean, std, _n = _mean_std([100.0 * _metric(r, key) for r in runs])
+                mean, std, _n = _mean_std([100.0 * _metric(r, key, source) for r in runs])
                 row[f"{key}_mean"], row[f"{key}_std"] = mean, std
             rows.append(row)
         if reference is None or not by_method.get(reference):
@@ -523,13 +597,67 @@ def summarise(
                 continue
             row = {"budget": budget, "method": f"{m} - {reference}", "seeds": len(seeds)}
             for key, _ in TABLE_METRICS:
+                mine, ref = by_method[m], by_method[reference]
                 diffs = [
-                    100.0 * (_metric(by_method[m][s], key) - _metric(by_method[reference][s], key))
-                    for s in seeds
+                    100.0 * (_metric(mine[s], key, source) - _metric(ref[s], key, source)) for s in seeds
                 ]
                 row[f"{key}_mean"], row[f"{key}_std"], _n = _mean_std(diffs)
             rows.append(row)
     return rows
+
+
+def plateau_change(curve: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(mean of the last quarter, last-quarter mean minus third-quarter mean) of a learning curve.
+
+    ``curve``: ``[(iteration, value), ...]``; the quarters are of the last iteration logged (points with
+    ``3T/4 < x <= T`` against ``T/2 < x <= 3T/4``). A change near zero says the curve has flattened;
+    NaN when a quarter holds no point.
+    """
+    if not curve:
+        return math.nan, math.nan
+    end = max(float(x) for x, _ in curve)
+    last = [float(y) for x, y in curve if 0.75 * end < float(x) <= end]
+    third = [float(y) for x, y in curve if 0.5 * end < float(x) <= 0.75 * end]
+    if not last or not third:
+        return math.nan, math.nan
+    return float(np.mean(last)), float(np.mean(last) - np.mean(third))
+
+
+def plateau_rows(
+    records: Sequence[Mapping[str, Any]], methods: Sequence[str], budgets: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Per (budget, method), in %: each validation curve's last-quarter level and its change from the
+    third quarter (:func:`plateau_change`), mean ± sample std over seeds (``<curve>_level_*``,
+    ``<curve>_change_*``)."""
+    rows: list[dict[str, Any]] = []
+    for budget in budgets:
+        for m in methods:
+            runs = [r for r in records if r["method"] == m and int(r["budget"]) == budget]
+            if not runs:
+                continue
+            row: dict[str, Any] = {"budget": budget, "method": m, "seeds": len(runs)}
+            for key in CURVE_KEYS:
+                pairs = [plateau_change(r.get("curves", {}).get(key, [])) for r in runs]
+                for i, part in enumerate(("level", "change")):
+                    mean, std, _n = _mean_std([100.0 * p[i] for p in pairs])
+                    row[f"{key}_{part}_mean"], row[f"{key}_{part}_std"] = mean, std
+            rows.append(row)
+    return rows
+
+
+def format_plateau_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of :func:`plateau_rows`."""
+    head = ["labels", "method", "seeds"]
+    for key in CURVE_KEYS:
+        head += [f"{CURVE_TITLES[key]}, last quarter %", "change from third quarter"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = []
+        for key in CURVE_KEYS:
+            cells.append(_cell(row[f"{key}_level_mean"], row[f"{key}_level_std"], False))
+            cells.append(_cell(row[f"{key}_change_mean"], row[f"{key}_change_std"], True))
+        lines.append("| " + " | ".join([str(row["budget"]), row["method"], str(row["seeds"]), *cells]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _cell(mean: float, std: float, signed: bool) -> str:
@@ -723,7 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep_checkpoints",
         action="store_true",
-        help="keep each run's resumable training checkpoints (default: keep only models/model.pt)",
+        help="keep each run's resumable training checkpoints "
+        "(default: keep only the evaluated weights, models/model.pt and model_final.pt)",
     )
     p.add_argument(
         "--report_only", action="store_true", help="only rebuild results/table/plot from finished runs"
@@ -835,6 +964,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.test_datalist is not None:
             record["own_test_metrics"] = record["metrics"]
             record["metrics"] = evaluate_on(spec, Path(args.test_datalist))
+            record["own_final_metrics"] = record.get("final_metrics")
+            record["final_metrics"] = evaluate_final(spec, Path(args.test_datalist))
             record["test_datalist"] = str(Path(args.test_datalist).resolve())
         records.append(record)
 
@@ -851,6 +982,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     reference = args.reference if args.reference in args.methods else None
     rows = summarise(records, args.methods, args.budgets, reference)
+    final_rows = summarise(records, args.methods, args.budgets, reference, source="final_metrics")
+    flat_rows = plateau_rows(records, args.methods, args.budgets)
     table = format_table(rows)
     results = {
         "config": {
@@ -869,6 +1002,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         },
         "runs": records,
         "summary": rows,
+        "summary_final": final_rows,
+        "plateau": flat_rows,
     }
     write_strict_json(output_dir / "results.json", results)
     test_name = "Test split" if args.test_datalist is None else f"Test split of {args.test_datalist}"
@@ -876,7 +1011,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{test_name}, mean ± sample std over seeds {args.seeds} (%); labels = N labeled images "
         "(N/K per class). Difference rows are paired per seed.\n\n"
     )
-    write_text_atomic(output_dir / "table.md", header + table)
+    text = f"{header}Best validation checkpoint (`models/model.pt`):\n\n{table}"
+    if final_rows:
+        text += (
+            "\nFinal weights (`models/model_final.pt`, the end of training; no selection on validation):\n\n"
+            + format_table(final_rows)
+        )
+    text += (
+        "\nValidation curves, last quarter of training and its change from the third quarter "
+        "(near 0: flattened):\n\n" + format_plateau_table(flat_rows)
+    )
+    write_text_atomic(output_dir / "table.md", text)
     plot_curves(records, output_dir / "curves.png")
     plot_grad_shares(records, output_dir / "grad_shares.png")
     print(table, flush=True)

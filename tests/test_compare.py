@@ -6,6 +6,7 @@ dataset at 64x64), so it checks the driver, not model quality.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from tiny_bundle import TINY_RUN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +128,41 @@ def test_summary_rows_mean_std_and_paired_difference() -> None:
     assert "| 20 | **hermes - suponly** | 2 | +12.50 ± 3.54 |" in table
 
 
+def test_summary_of_final_weights_leaves_out_runs_without_them() -> None:
+    def rec(method: str, seed: int, best: float, final: float | None) -> dict:
+        scores = {"dice": best, "iou": best, "accuracy": best, "auc": best}
+        finals = None if final is None else {"dice": final, "iou": final, "accuracy": final, "auc": final}
+        return {"method": method, "budget": 10, "seed": seed, "metrics": scores, "final_metrics": finals}
+
+    records = [rec("hermes", 0, 0.8, 0.7), rec("hermes", 1, 0.6, None), rec("suponly", 0, 0.9, 0.5)]
+    best = compare.summarise(records, ["hermes", "suponly"], [10], "suponly")
+    final = compare.summarise(records, ["hermes", "suponly"], [10], "suponly", source="final_metrics")
+    assert [r["seeds"] for r in best] == [2, 1, 1] and [r["seeds"] for r in final] == [1, 1, 1]
+    # best: paired over seed 0 only, 80 - 90 = -10; final: 70 - 50 = +20
+    assert best[2]["dice_mean"] == pytest.approx(-10.0) and final[2]["dice_mean"] == pytest.approx(20.0)
+    assert final[0]["dice_mean"] == pytest.approx(70.0)
+
+
+def test_plateau_change_compares_the_last_two_quarters() -> None:
+    # T = 80: third quarter (40, 60] -> 0.5, 0.6; last quarter (60, 80] -> 0.7, 0.9
+    curve = [[10, 0.1], [20, 0.2], [30, 0.3], [40, 0.4], [50, 0.5], [60, 0.6], [70, 0.7], [80, 0.9]]
+    level, change = compare.plateau_change(curve)
+    assert level == pytest.approx(0.8) and change == pytest.approx(0.8 - 0.55)
+    flat = [[x, 0.5] for x in range(10, 90, 10)]
+    assert compare.plateau_change(flat) == (pytest.approx(0.5), pytest.approx(0.0))
+    assert all(math.isnan(v) for v in compare.plateau_change([[80, 0.9]]))  # no third-quarter point
+    records = [
+        {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": curve, "val_accuracy": flat}},
+        {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": flat, "val_accuracy": flat}},
+    ]
+    (row,) = compare.plateau_rows(records, ["hermes", "suponly"], [4])
+    # Dice changes 25 and 0 points: mean 12.5; levels 80 and 50: mean 65
+    assert row["val_mean_dice_change_mean"] == pytest.approx(12.5)
+    assert row["val_mean_dice_level_mean"] == pytest.approx(65.0)
+    assert row["val_accuracy_change_mean"] == pytest.approx(0.0)
+    assert "| 4 | hermes | 2 | 65.00 ± 21.21 | +12.50 ± 17.68 |" in compare.format_plateau_table([row])
+
+
 def test_mean_curves_average_seeds_per_iteration() -> None:
     records = [
         {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": [[10, 0.2], [20, 0.4]]}},
@@ -230,7 +267,15 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in ("hermes", "suponly"):  # evaluated weights kept, resumable training checkpoints pruned
         models = out / "runs" / f"{method}_n4_s0" / "models"
-        assert sorted(p.name for p in models.iterdir()) == ["model.pt"]
+        assert sorted(p.name for p in models.iterdir()) == ["model.pt", "model_final.pt"]
+        # one epoch, one validation: the best checkpoint is the final one, tensor for tensor and on the test
+        best = torch.load(models / "model.pt", weights_only=True)
+        final = torch.load(models / "model_final.pt", weights_only=True)
+        assert list(best) == list(final) and all(torch.equal(best[k], final[k]) for k in best)
+        assert runs[method]["final_metrics"] == runs[method]["metrics"]
+        assert (out / "runs" / f"{method}_n4_s0" / "eval_final" / "metrics.json").is_file()
+    assert "Final weights" in table and "last quarter" in table
+    assert compare.format_table(results["summary_final"]) == compare.format_table(results["summary"])
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
     exp = client.get_experiment_by_name("compare")
@@ -248,7 +293,10 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
     for r in extra["runs"]:
         assert r["metrics"]["num_images"] == 3 and r["own_test_metrics"]["num_images"] == 4
         assert r["test_datalist"] == str(fresh.resolve())
-        assert len(list(Path(r["run_dir"]).glob("eval_*/metrics.json"))) == 1
+        assert r["final_metrics"]["num_images"] == 3 and r["own_final_metrics"]["num_images"] == 4
+        digest = hashlib.sha256(fresh.read_bytes()).hexdigest()[:12]
+        evals = sorted(p.parent.name for p in Path(r["run_dir"]).glob("eval_*/metrics.json"))
+        assert evals == [f"eval_{digest}", "eval_final", f"eval_final_{digest}"]
     assert f"Test split of {fresh}" in (out / "table.md").read_text()
     # a "test" image the run trained on is refused, naming the file
     trained = derived["labeled"][0]
