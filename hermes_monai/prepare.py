@@ -25,8 +25,7 @@ __all__ = ["main", "main_check", "parse_budget"]
 
 
 def parse_budget(text: str) -> int | float:
-    """``"144"`` -> 144 labeled images; ``"0.25"`` or ``"25%"`` -> that fraction of each class's train part.
-    """
+    """``"144"`` -> 144 labeled images; ``"0.25"`` or ``"25%"`` -> that share of each class's train part."""
     t = text.strip()
     try:
         if t.endswith("%"):

@@ -971,7 +971,6 @@ def format_report(results: Mapping[str, Any]) -> str:
         for tname, t in s.get("targets", {}).items():
             lines.append(
                 f"  target {tname}: {_fmt(t['value'])} vs {t['target']} -> {'MET' if t['met'] else 'NOT MET'}"
-
             )
     for cname, c in results["comparisons"].items():
         lines.append("")

@@ -77,7 +77,7 @@ def test_trainer_mixes_pixel_targets_and_drops_mixed_images_from_image_level_ter
     sel_img = DualThresholdSelector(2)(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 1.0)
     teacher = {"seg_embed": torch.stack([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])}
     mixed, teacher, sel_img, sel_pix = trainer._cutmix(u_s, teacher, sel_img, sel_pix, _gen(0))
-    box = (mixed[0, 0] == 0.8)  # where image 0 took image 1's pixels
+    box = mixed[0, 0] == 0.8  # where image 0 took image 1's pixels
     assert 0 < int(box.sum()) < 32 * 32
     assert torch.equal(sel_pix.pseudo_label[0] == 1, box)  # its pseudo-labels took the same box
     assert torch.equal(teacher["seg_embed"][0, 0] == 1, box[4::8, 4::8])  # and its teacher embedding

@@ -117,7 +117,10 @@ def test_paper_decoder_layout_features_and_errors() -> None:
     assert net.feature_channels == [8, 16, 24, 256]  # the 1/16 feature is resnet18's f4 itself
     shapes = [tuple(f.shape) for f in out["features"]]
     assert shapes == [
-        (B, 8, H // 2, W // 2), (B, 16, H // 4, W // 4), (B, 24, H // 8, W // 8), (B, 256, 2, 2),
+        (B, 8, H // 2, W // 2),
+        (B, 16, H // 4, W // 4),
+        (B, 24, H // 8, W // 8),
+        (B, 256, 2, 2),
     ]
     assert out["logits"].shape == (B, 2, H, W)
     with pytest.raises(ValueError, match="needs 3 entries"):

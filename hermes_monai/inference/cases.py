@@ -25,6 +25,7 @@ __all__ = ["FailureLog", "find_cases", "screen_file"]
 
 logger = logging.getLogger(__name__)
 
+
 class FailureLog:
     """The files an inference run could not process: ``{path: reason}``, in the order they failed."""
 

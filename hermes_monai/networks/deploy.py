@@ -320,4 +320,3 @@ class HermesExportNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.net.predict(x)
-
