@@ -443,6 +443,8 @@ def final_weights(run_dir: Path) -> Path | None:
     Written (atomically) from the trainer's ``models/checkpoint_final.pt`` when absent; ``None`` when
     neither file exists (a run whose training checkpoints were pruned before this file was kept).
     """
+    import torch
+
     from hermes_monai.handlers.checkpoint import load_checkpoint
 
     models = run_dir / "models"
@@ -455,71 +457,73 @@ def final_weights(run_dir: Path) -> Path | None:
     state = load_checkpoint(source)
     if "network" not in state:
         raise ValueError(f"{source}: no 'network' entry (keys: {sorted(state)})")
-    import torch
-
     with atomic_path(target) as tmp:
         torch.save(state["network"], tmp)
     return target
 
 
-def evaluate_final(spec: RunSpec, test_datalist: Path | None = None) -> dict[str, Any] | None:
-    """Test metrics of the weights at the end of training (:func:`final_weights`), or ``None`` without them.
+def evaluate_final(spec: RunSpec) -> dict[str, Any] | None:
+    """Test metrics of the weights at the end of training (:func:`final_weights`) on the run's own test
+    split, or ``None`` without them. Cached in ``<run_dir>/eval_final/metrics.json``.
 
     The best-validation checkpoint (``model.pt``) is the maximum of a noisy curve (a few dozen validation
     images, evaluated every epoch), which favours the method whose curve jumps most; the final weights
-    need no selection and, once the validation curves have flattened, are the plateau's model. Cached in
-    ``<run_dir>/eval_final[_<sha256[:12] of test_datalist>]/metrics.json``.
+    need no selection and, once the validation curves have flattened, are the plateau's model.
     """
-    from monai.bundle import run
-
-    suffix = ""
-    if test_datalist is not None:
-        suffix = "_" + hashlib.sha256(Path(test_datalist).read_bytes()).hexdigest()[:12]
-    out_dir = spec.run_dir / f"eval_final{suffix}"
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.is_file():
-        return json.loads(metrics_path.read_text())
-    weights = final_weights(spec.run_dir)
-    if weights is None:
-        return None
-    print(f"[compare] {spec.name}: evaluating the final weights", flush=True)
-    overrides = {**spec.overrides, "checkpoint": str(weights), "output_dir": str(out_dir)}
-    overrides["use_mlflow"] = False
-    if test_datalist is not None:
-        overrides["datalist"] = str(Path(test_datalist).resolve())
-    run("evaluating", config_file=list(spec.eval_files), **overrides)
-    return json.loads(metrics_path.read_text())
+    return _evaluate(spec, spec.run_dir / "eval_final", final=True)
 
 
-def evaluate_on(spec: RunSpec, test_datalist: Path) -> dict[str, Any]:
-    """Evaluate one finished run's ``models/model.pt`` on the ``test`` split of ``test_datalist``.
+def evaluate_on(spec: RunSpec, test_datalist: Path, final: bool = False) -> dict[str, Any] | None:
+    """Evaluate one finished run's ``models/model.pt`` (``final``: its final weights, ``None`` without
+    them) on the ``test`` split of ``test_datalist``.
 
     The metrics are written to (and, when present, re-read from)
-    ``<run_dir>/eval_<sha256[:12] of the file>/metrics.json``. Raises ``ValueError`` naming the file when
-    one of its test images is also in a training or validation split of the run's datalist.
+    ``<run_dir>/eval[_final]_<sha256[:12] of the file>/metrics.json``. Raises ``ValueError`` naming the file
+    when one of its test images is also in a training or validation split of the run's datalist.
     """
-    from monai.bundle import run
-
     test_datalist = Path(test_datalist).resolve()
     digest = hashlib.sha256(test_datalist.read_bytes()).hexdigest()[:12]
-    out_dir = spec.run_dir / f"eval_{digest}"
+    out_dir = spec.run_dir / f"eval{'_final' if final else ''}_{digest}"
+    return _evaluate(spec, out_dir, final=final, test_datalist=test_datalist)
+
+
+def _evaluate(
+    spec: RunSpec, out_dir: Path, final: bool, test_datalist: Path | None = None
+) -> dict[str, Any] | None:
+    """``run("evaluating", ...)`` of the best checkpoint (or, ``final``, the final weights) into
+    ``out_dir``, on the run's own test split or that of ``test_datalist`` (checked for leaks first);
+    cached by ``out_dir/metrics.json``. ``None`` when ``final`` and the run kept no final weights."""
+    from monai.bundle import run
+
     metrics_path = out_dir / "metrics.json"
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text())
-    test, _ = load_splits(test_datalist)
-    own, _ = load_splits(spec.datalist)
-    seen = {
-        str(Path(e["image"]).resolve()) for name, entries in own.items() if name != "test" for e in entries
-    }
-    leaked = sorted({str(Path(e["image"]).resolve()) for e in test.get("test", [])} & seen)
-    if leaked:
-        raise ValueError(
-            f"--test_datalist {test_datalist}: {len(leaked)} test image(s) are in a training or validation "
-            f"split of {spec.datalist}, e.g. {leaked[0]}"
-        )
-    print(f"[compare] {spec.name}: evaluating on {test_datalist}", flush=True)
-    overrides = {**spec.overrides, "datalist": str(test_datalist), "output_dir": str(out_dir)}
-    run("evaluating", config_file=list(spec.eval_files), **{**overrides, "use_mlflow": False})
+    overrides = {**spec.overrides, "output_dir": str(out_dir), "use_mlflow": False}
+    if final:
+        weights = final_weights(spec.run_dir)
+        if weights is None:
+            return None
+        overrides["checkpoint"] = str(weights)
+    if test_datalist is not None:
+        test, _ = load_splits(test_datalist)
+        own, _ = load_splits(spec.datalist)
+        seen = {
+            str(Path(e["image"]).resolve())
+            for name, entries in own.items()
+            if name != "test"
+            for e in entries
+        }
+        leaked = sorted({str(Path(e["image"]).resolve()) for e in test.get("test", [])} & seen)
+        if leaked:
+            raise ValueError(
+                f"--test_datalist {test_datalist}: {len(leaked)} test image(s) are in a training or "
+                f"validation split of {spec.datalist}, e.g. {leaked[0]}"
+            )
+        overrides["datalist"] = str(test_datalist)
+    weights_name = "the final weights" if final else "the best checkpoint"
+    where = "" if test_datalist is None else f" on {test_datalist}"
+    print(f"[compare] {spec.name}: evaluating {weights_name}{where}", flush=True)
+    run("evaluating", config_file=list(spec.eval_files), **overrides)
     return json.loads(metrics_path.read_text())
 
 
@@ -965,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             record["own_test_metrics"] = record["metrics"]
             record["metrics"] = evaluate_on(spec, Path(args.test_datalist))
             record["own_final_metrics"] = record.get("final_metrics")
-            record["final_metrics"] = evaluate_final(spec, Path(args.test_datalist))
+            record["final_metrics"] = evaluate_on(spec, Path(args.test_datalist), final=True)
             record["test_datalist"] = str(Path(args.test_datalist).resolve())
         records.append(record)
 
