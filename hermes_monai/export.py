@@ -8,9 +8,9 @@ the segmentation logits and its ``predict`` method ``(seg_logits, cls_logits, sa
 ONNX graphs have one entry point, so :func:`export_onnx` exports
 :class:`~hermes_monai.networks.HermesExportNet` (outputs ``pred``, ``cls_logits``, ``saliency``) with
 ``torch.onnx.export(dynamo=True)``; the batch size is dynamic, height and width are fixed to the
-export shape (the saliency backward's transposed convolutions need fixed output paddings). The
-segmentation branch's batch norms are folded into its convolutions before export (``fold_bn``; the
-classifier keeps its own, which the explicit saliency backward reads); MONAI's TorchScript export
+export shape (the saliency backward's transposed convolutions need fixed output paddings). Both
+branches' batch norms are folded into their convolutions before export (``fold_bn``; the explicit
+saliency backward then skips their slopes, which the folded weights carry); MONAI's TorchScript export
 builds the network from the config and keeps them. ``scripts/export_onnx.py`` is the command-line
 front end.
 """
@@ -77,8 +77,8 @@ def export_onnx(
         filepath: output ``.onnx`` file.
         spatial_shape: (H, W) of the graph's input, both divisible by 16.
         opset: ONNX opset version.
-        fold_bn: export a copy whose seg-branch batch norms are folded into the convolutions
-            (:meth:`HermesDeployNet.fold_seg_batch_norm`; same outputs, fewer graph nodes).
+        fold_bn: export a copy whose batch norms (both branches) are folded into the convolutions
+            (:meth:`HermesDeployNet.fold_batch_norm`; same outputs, fewer graph nodes).
 
     Returns:
         The written path.
@@ -88,7 +88,7 @@ def export_onnx(
         raise ValueError(f"ONNX export shape must be divisible by 16, got {h}x{w}.")
     if fold_bn:
         net = copy.deepcopy(net).eval()
-        net.fold_seg_batch_norm(image_size=min(h, w))
+        net.fold_batch_norm(image_size=min(h, w))
     model = HermesExportNet(net.eval())
     in_ch = net.cls.backbone.conv1.in_channels
     example = torch.rand(2, in_ch, h, w)

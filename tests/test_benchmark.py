@@ -270,6 +270,14 @@ def test_effective_peak_and_kernel_ceiling_fractions(tiny_results):
     folded = inf["bn_folded"]
     assert folded["batch_norms_folded"] > 0
     assert folded["speedup"] == pytest.approx(lat / folded["latency_seconds_batch1"]["median"])
+    # the served network: every batch norm prediction runs folded (the classifier's 20 as well), its
+    # latency against its own floor; it computes neither the training heads nor the classifier stem twice
+    dep = inf["deploy"]
+    assert dep["network"] == "HermesDeployNet"
+    assert dep["batch_norms_folded"] > folded["batch_norms_folded"] + 19
+    dep_lat = dep["latency_seconds_batch1"]["median"]
+    assert dep["latency_over_kernel_floor"] == pytest.approx(dep_lat / dep["kernel_ceiling"]["seconds"])
+    assert 0 < dep["flops_per_image"] < inf["flops_per_image"]
 
 
 def test_network_compute_counts_seg_and_cls_against_the_reference():

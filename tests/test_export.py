@@ -165,12 +165,13 @@ def test_paper_layout_with_stem_pool_deploys() -> None:
         check_explicit_saliency_supported(dep)
 
 
-@pytest.mark.parametrize("layout", ["light", "paper"])
-def test_folding_seg_batch_norm_keeps_outputs_and_saliency(layout: str) -> None:
-    """BN folded into the seg convolutions (torch's fuse_conv_bn_eval): seg logits, class logits and the
-    explicit saliency equal the unfolded network's; the classifier's batch norms are kept."""
+@pytest.mark.parametrize(("layout", "stem_pool"), [("light", True), ("paper", False)])
+def test_folding_batch_norm_keeps_outputs_and_saliency(layout: str, stem_pool: bool) -> None:
+    """Every batch norm of both branches folded into its convolution (torch's fuse_conv_bn_eval, the
+    classifier's although it runs twice): seg logits, class logits and the explicit saliency equal the
+    unfolded network's, eager and scripted; the export path folds the same way."""
     channels = [32, 16, 8] if layout == "paper" else [32, 16, 16, 8]
-    kwargs = {"decoder_layout": layout, "decoder_channels": channels}
+    kwargs = {"decoder_layout": layout, "decoder_channels": channels, "cls_stem_pool": stem_pool}
     torch.manual_seed(2)
     dep = HermesDeployNet(**kwargs)
     for m in dep.modules():
@@ -178,16 +179,25 @@ def test_folding_seg_batch_norm_keeps_outputs_and_saliency(layout: str) -> None:
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         ref = dep.predict(x)
-    n_seg_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
-    n_cls_bn = sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules())
-    folded = dep.fold_seg_batch_norm()
-    assert folded == n_seg_bn > 0  # every conv-fed BatchNorm2d of the seg branch
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in dep.seg.modules())
+    # every batch norm that prediction runs (the training-only contrast head is not run)
+    used = [n for n, m in dep.named_modules() if isinstance(m, nn.BatchNorm2d) and "contrast_head" not in n]
+    # ResNet-18: stem, 2 per block, 3 downsamples
+    assert sum(n.startswith("cls.backbone.") for n in used) == 20
+    assert dep.fold_batch_norm() == len(used)
+    left = [n for n, m in dep.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert left and all("contrast_head" in n for n in left)
     with torch.no_grad():
         got = dep.predict(x)
-    for a, b in zip(got, ref):
-        assert (a - b).abs().max() < 1e-4
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in dep.cls.modules()) == n_cls_bn
+        scripted = torch.jit.script(dep).predict(x)
+    assert ref[2].amax() > 0
+    for out in (got, scripted):
+        for a, b in zip(out, ref):
+            assert (a - b).abs().max() < 1e-4
+    # a wrong slope is caught: scaling one folded classifier conv changes the saliency
+    dep.cls.backbone.layer2[0].conv1.weight.data.mul_(2.0)
+    with torch.no_grad():
+        assert (dep.predict(x)[2] - ref[2]).abs().max() > 1e-3

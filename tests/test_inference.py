@@ -216,6 +216,20 @@ def test_single_file_tta_and_sliding_window(
     assert plain != tta  # the mirrored pass changes the averaged logits
 
 
+def test_folded_batch_norm_gives_the_unfolded_predictions(
+    trained_bundle: Path, lesion_checkpoint: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """inference.yaml folds the loaded weights' batch norms by default; switched off, the class
+    probabilities agree to float rounding and the masks on all but near-tie pixels."""
+    _run(trained_bundle, lesion_checkpoint, inputs["case_wide"], tmp_path / "folded")
+    _run(trained_bundle, lesion_checkpoint, inputs["case_wide"], tmp_path / "plain", fold_batch_norm=False)
+    got = json.loads((tmp_path / "folded" / "case_wide.json").read_text())["class_probabilities"]
+    ref = json.loads((tmp_path / "plain" / "case_wide.json").read_text())["class_probabilities"]
+    assert got.keys() == ref.keys() and all(abs(got[k] - ref[k]) < 1e-4 for k in ref)
+    masks = [np.array(Image.open(tmp_path / d / "case_wide_mask.png")) for d in ("folded", "plain")]
+    assert masks[0].shape == (70, 90) and (masks[0] != masks[1]).mean() < 0.01
+
+
 def test_datalist_input(trained_bundle: Path, tmp_path: Path) -> None:
     cases = find_cases(trained_bundle / "data" / "datalist.json")
     datalist = json.loads((trained_bundle / "data" / "datalist.json").read_text())

@@ -1,4 +1,5 @@
-"""ignite/MONAI handlers specific to Hermes: atomic checkpoints and the evaluation metrics report."""
+"""ignite/MONAI handlers specific to Hermes: atomic checkpoints, the evaluation metrics report and batch-norm
+folding at inference."""
 
 from hermes_monai.handlers.checkpoint import (
     AtomicCheckpointSaver,
@@ -7,10 +8,12 @@ from hermes_monai.handlers.checkpoint import (
     load_checkpoint,
     resolve_resume,
 )
+from hermes_monai.handlers.fold import FoldBatchNorm
 from hermes_monai.handlers.metrics_report import MetricsReport, compute_metrics
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "FoldBatchNorm",
     "MetricsReport",
     "ResumableBest",
     "SafeCheckpointLoader",

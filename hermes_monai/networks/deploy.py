@@ -51,6 +51,14 @@ def _bn_scale(weight: Tensor, running_var: Tensor, eps: float) -> Tensor:
     return weight / torch.sqrt(running_var + eps)
 
 
+def _times_slope(g: Tensor, slope: Tensor) -> Tensor:
+    """``g`` (B, C, H, W) times a batch norm's per-channel slope (C,); unchanged for an empty slope (a batch
+    norm folded into its convolution, whose weight then carries the slope)."""
+    if slope.numel() == 0:
+        return g
+    return g * slope[None, :, None, None]
+
+
 def _conv_input_grad(g: Tensor, weight: Tensor, stride: int, padding: int, in_h: int, in_w: int) -> Tensor:
     """Gradient of ``conv2d(x, weight, stride, padding)`` (no groups, no dilation) w.r.t. ``x``."""
     k_h, k_w = weight.shape[2], weight.shape[3]
@@ -149,13 +157,20 @@ class HermesDeployNet(HermesNet):
 
     # ------------------------------------------------------------------ saliency
     def saliency(self, x: Tensor) -> Tensor:
-        """``max_c |d z_top / d x_c|`` / per-image max: :func:`saliency_map` on ``cls.forward_logits``.
+        """``max_c |d z_top / d x_c|`` / per-image max (B, 1, H, W): :func:`saliency_map` on
+        ``cls.forward_logits``."""
+        return self.saliency_and_stem(x)[0]
+
+    def saliency_and_stem(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The saliency map (B, 1, H, W) and the classifier's stem output after its max-pool (B, 64, h, w),
+        which :meth:`predict`'s attention pass starts from instead of computing it again.
 
         The forward pass through the classifier's blocks records, per block, tensors ``[wd, sd, w1, s1,
         m1, w2, s2, m2]`` (downsample conv weight and batch-norm slope, empty without a downsample;
-        conv weights, batch-norm slopes and ReLU masks) and ints ``[stride_d, pad_d, has_downsample,
-        stride1, pad1, pad2, in_h, in_w]``; the backward pass walks them in reverse. (The four stage
-        loops are written out because TorchScript cannot pass a submodule to a helper.)
+        conv weights, batch-norm slopes and ReLU masks; a slope is empty when that batch norm is folded
+        into its conv, see :meth:`fold_batch_norm`) and ints ``[stride_d, pad_d, has_downsample, stride1,
+        pad1, pad2, in_h, in_w]``; the backward pass walks them in reverse. (The four stage loops are
+        written out because TorchScript cannot pass a submodule to a helper.)
         """
         b = self.cls.backbone
         stem = torch.relu(b.bn1(b.conv1(x)))
@@ -167,20 +182,26 @@ class HermesDeployNet(HermesNet):
         pool_idx = torch.zeros([0], dtype=torch.long, device=x.device)
         if self.cls.stem_pool:
             h, pool_idx = F.max_pool2d_with_indices(stem, kernel_size=3, stride=2, padding=1)
+        h0 = h
         for blk in b.layer1:
             a1 = torch.relu(blk.bn1(blk.conv1(h)))
             out = blk.bn2(blk.conv2(a1))
             if blk.downsample is not None:
                 out = torch.relu(out + blk.downsample(h))
-                ds_w, ds_s = blk.downsample[0].weight, blk.downsample[1].weight
-                tensors.extend([ds_w, _bn_scale(ds_s, blk.downsample[1].running_var, bn_eps)])
+                sd = empty
+                if hasattr(blk.downsample[1], "running_var"):
+                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
+                tensors.extend([blk.downsample[0].weight, sd])
                 ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
             else:
                 out = torch.relu(out + h)
                 tensors.extend([empty, empty])
                 ints.extend([1, 0, 0])
-            s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
+            s1, s2 = empty, empty
+            if hasattr(blk.bn1, "running_var"):
+                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
+            if hasattr(blk.bn2, "running_var"):
+                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
             tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
             ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
             ints.extend([h.shape[2], h.shape[3]])
@@ -190,15 +211,20 @@ class HermesDeployNet(HermesNet):
             out = blk.bn2(blk.conv2(a1))
             if blk.downsample is not None:
                 out = torch.relu(out + blk.downsample(h))
-                ds_w, ds_s = blk.downsample[0].weight, blk.downsample[1].weight
-                tensors.extend([ds_w, _bn_scale(ds_s, blk.downsample[1].running_var, bn_eps)])
+                sd = empty
+                if hasattr(blk.downsample[1], "running_var"):
+                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
+                tensors.extend([blk.downsample[0].weight, sd])
                 ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
             else:
                 out = torch.relu(out + h)
                 tensors.extend([empty, empty])
                 ints.extend([1, 0, 0])
-            s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
+            s1, s2 = empty, empty
+            if hasattr(blk.bn1, "running_var"):
+                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
+            if hasattr(blk.bn2, "running_var"):
+                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
             tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
             ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
             ints.extend([h.shape[2], h.shape[3]])
@@ -208,15 +234,20 @@ class HermesDeployNet(HermesNet):
             out = blk.bn2(blk.conv2(a1))
             if blk.downsample is not None:
                 out = torch.relu(out + blk.downsample(h))
-                ds_w, ds_s = blk.downsample[0].weight, blk.downsample[1].weight
-                tensors.extend([ds_w, _bn_scale(ds_s, blk.downsample[1].running_var, bn_eps)])
+                sd = empty
+                if hasattr(blk.downsample[1], "running_var"):
+                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
+                tensors.extend([blk.downsample[0].weight, sd])
                 ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
             else:
                 out = torch.relu(out + h)
                 tensors.extend([empty, empty])
                 ints.extend([1, 0, 0])
-            s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
+            s1, s2 = empty, empty
+            if hasattr(blk.bn1, "running_var"):
+                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
+            if hasattr(blk.bn2, "running_var"):
+                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
             tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
             ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
             ints.extend([h.shape[2], h.shape[3]])
@@ -226,15 +257,20 @@ class HermesDeployNet(HermesNet):
             out = blk.bn2(blk.conv2(a1))
             if blk.downsample is not None:
                 out = torch.relu(out + blk.downsample(h))
-                ds_w, ds_s = blk.downsample[0].weight, blk.downsample[1].weight
-                tensors.extend([ds_w, _bn_scale(ds_s, blk.downsample[1].running_var, bn_eps)])
+                sd = empty
+                if hasattr(blk.downsample[1], "running_var"):
+                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
+                tensors.extend([blk.downsample[0].weight, sd])
                 ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
             else:
                 out = torch.relu(out + h)
                 tensors.extend([empty, empty])
                 ints.extend([1, 0, 0])
-            s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
+            s1, s2 = empty, empty
+            if hasattr(blk.bn1, "running_var"):
+                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
+            if hasattr(blk.bn2, "running_var"):
+                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
             tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
             ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
             ints.extend([h.shape[2], h.shape[3]])
@@ -247,34 +283,37 @@ class HermesDeployNet(HermesNet):
             wd, sd, w1, s1, m1, w2, s2, m2 = tensors[8 * i : 8 * i + 8]
             stride_d, pad_d, has_ds, stride1, pad1, pad2, in_h, in_w = ints[8 * i : 8 * i + 8]
             g = g * m2.to(g.dtype)
-            g_a1 = _conv_input_grad(g * s2[None, :, None, None], w2, 1, pad2, m1.shape[2], m1.shape[3])
-            g_c1 = g_a1 * m1.to(g.dtype) * s1[None, :, None, None]
+            g_a1 = _conv_input_grad(_times_slope(g, s2), w2, 1, pad2, m1.shape[2], m1.shape[3])
+            g_c1 = _times_slope(g_a1 * m1.to(g.dtype), s1)
             g_in = _conv_input_grad(g_c1, w1, stride1, pad1, in_h, in_w)
             if has_ds == 1:
-                g_in = g_in + _conv_input_grad(g * sd[None, :, None, None], wd, stride_d, pad_d, in_h, in_w)
+                g_in = g_in + _conv_input_grad(_times_slope(g, sd), wd, stride_d, pad_d, in_h, in_w)
             else:
                 g_in = g_in + g
             g = g_in
         if self.cls.stem_pool:  # max-pool backward: each window's gradient to its arg-max, summed on overlaps
             flat = g.new_zeros(stem.shape[0], stem.shape[1], stem.shape[2] * stem.shape[3])
             g = flat.scatter_add(2, pool_idx.flatten(2), g.flatten(2)).view(stem.shape)
-        s0 = _bn_scale(b.bn1.weight, b.bn1.running_var, bn_eps)
-        g = g * (stem > 0).to(g.dtype) * s0[None, :, None, None]
+        g = g * (stem > 0).to(g.dtype)
+        if hasattr(b.bn1, "running_var"):
+            g = g * _bn_scale(b.bn1.weight, b.bn1.running_var, bn_eps)[None, :, None, None]
         stride0, pad0 = b.conv1.stride[0], b.conv1.padding[0]
         grad = _conv_input_grad(g, b.conv1.weight, stride0, pad0, x.shape[2], x.shape[3])
         sal = grad.abs().amax(dim=1, keepdim=True)
         peak = sal.amax(dim=(2, 3), keepdim=True).clamp_min(self.eps)
-        return sal / peak
+        return sal / peak, h0
 
     @torch.jit.unused
-    def fold_seg_batch_norm(self, image_size: int = 64) -> int:
-        """Fold the segmentation branch's batch norms into its convolutions (after the weights are loaded:
-        the folded module no longer has batch-norm ``state_dict`` keys). The classifier keeps its batch
-        norms, whose slopes the explicit saliency backward reads, so the saliency map is unchanged.
-        Returns the number of batch norms folded (:func:`~hermes_monai.networks.fusion.fold_batch_norm`)."""
-        first = next(m for m in self.seg.modules() if isinstance(m, nn.Conv2d))
-        x = torch.rand(1, first.in_channels, image_size, image_size, device=first.weight.device)
-        return fold_batch_norm(self.seg, x)
+    def fold_batch_norm(self, image_size: int = 64) -> int:
+        """Fold every conv-fed batch norm of both branches into its convolution, in place (after the weights
+        are loaded: the folded module no longer has batch-norm ``state_dict`` keys). The explicit saliency
+        backward then skips the folded norms' slopes, which the folded conv weights carry, so outputs and
+        saliency are unchanged up to float rounding (checked on a ``image_size``² example by
+        :func:`~hermes_monai.networks.fusion.fold_batch_norm`, which undoes the fold beyond 1e-4).
+        Returns the number of batch norms folded."""
+        conv1 = self.cls.backbone.conv1
+        x = torch.rand(1, conv1.in_channels, image_size, image_size, device=conv1.weight.device)
+        return fold_batch_norm(self, x, run=self.predict)
 
     # ------------------------------------------------------------------ outputs
     @torch.jit.export
@@ -285,14 +324,14 @@ class HermesDeployNet(HermesNet):
             ``(seg_logits (B, num_seg_classes, H, W), cls_logits (B, num_cls_classes),
             saliency (B, 1, H, W))``.
         """
+        b = self.cls.backbone
         if self.use_saliency:
-            sal = self.saliency(x)
+            sal, h = self.saliency_and_stem(x)  # the stem is the same with or without attention
             seg_logits, features, _ = self.seg.decode(x, sal)
         else:
             sal = torch.zeros_like(x[:, :1])
             seg_logits, features, _ = self.seg.decode(x, None)
-        b = self.cls.backbone
-        h = b.maxpool(b.act1(b.bn1(b.conv1(x))))
+            h = b.maxpool(b.act1(b.bn1(b.conv1(x))))
         att = self.cls.attention
         shift = self.cls.seg_shift
         if self.use_attention and att is not None:

@@ -11,13 +11,17 @@
 
 Choices where the brief is silent:
 
-- Folding is applied to the segmentation branch only (:meth:`HermesDeployNet.fold_seg_batch_norm`): the
-  deploy network's explicit saliency backward reads the classifier's batch-norm slopes, so the classifier
-  keeps its batch norms and the saliency map is unchanged by construction.
+- A conv or BN that runs more than once in the pass folds only when every run pairs the same conv with the
+  same BN (the deploy network runs its classifier twice, for the saliency and with attention); one that
+  meets another partner in some run is left alone.
+- :meth:`HermesDeployNet.fold_batch_norm` folds both branches and checks all three outputs (seg logits,
+  class logits, saliency); its explicit saliency backward skips the slope of a folded batch norm, which the
+  folded conv weight then carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,7 +40,9 @@ def compile_network(module: nn.Module, enabled: Any = False, **kwargs: Any) -> n
     return module
 
 
-def _conv_bn_pairs(module: nn.Module, example: Tensor) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+def _conv_bn_pairs(
+    module: nn.Module, example: Tensor, run: Callable[[Tensor], Any]
+) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     """(conv, BN) pairs where the BN's input is the conv's output, from one hooked forward pass."""
     produced: dict[int, nn.Conv2d] = {}
     keep: list[Tensor] = []  # keeps outputs alive so their ids are not reused during the pass
@@ -61,21 +67,36 @@ def _conv_bn_pairs(module: nn.Module, example: Tensor) -> list[tuple[nn.Conv2d, 
     ]
     try:
         with torch.no_grad():
-            module(example)
+            run(example)
     finally:
         for h in hooks:
             h.remove()
-    # a conv or BN run more than once (shared) cannot be folded for one of its uses only
-    return [(c, b) for c, b in pairs if calls[id(c)] == 1 and calls[id(b)] == 1]
+    # a conv or BN run more than once folds only if every run of each is this pairing (the same conv feeding
+    # the same BN each time, e.g. a classifier run twice); one shared with another partner cannot be folded
+    seen: dict[tuple[int, int], int] = {}
+    unique: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
+    for c, b in pairs:
+        key = (id(c), id(b))
+        if key not in seen:
+            unique.append((c, b))
+        seen[key] = seen.get(key, 0) + 1
+    return [(c, b) for c, b in unique if calls[id(c)] == calls[id(b)] == seen[(id(c), id(b))]]
 
 
-def fold_batch_norm(module: nn.Module, example: Tensor, atol: float = 1e-4) -> int:
+def fold_batch_norm(
+    module: nn.Module,
+    example: Tensor,
+    atol: float = 1e-4,
+    run: Callable[[Tensor], Any] | None = None,
+) -> int:
     """Fold evaluation-mode batch norms into the convolutions that feed them, in place.
 
     Args:
         module: an eval-mode module whose forward takes ``example``.
         example: an input used to find the pairs and to check the folded module.
         atol: largest absolute output difference accepted (float rounding); beyond it the fold is undone.
+        run: what to call on ``example`` instead of ``module`` (e.g. a method returning more outputs than
+            ``forward``); every tensor it returns is checked.
 
     Returns:
         The number of batch norms folded.
@@ -85,11 +106,12 @@ def fold_batch_norm(module: nn.Module, example: Tensor, atol: float = 1e-4) -> i
     """
     if module.training:
         raise ValueError("fold_batch_norm needs an eval-mode module (BN folds only with running statistics).")
-    pairs = _conv_bn_pairs(module, example)
+    run = module if run is None else run
+    pairs = _conv_bn_pairs(module, example, run)
     if not pairs:
         return 0
     with torch.no_grad():
-        before = module(example)
+        before = run(example)
     where = {id(c): (parent, name) for parent in module.modules() for name, c in parent.named_children()}
     undo: list[tuple[nn.Module, str, nn.Module]] = []
     for conv, bn in pairs:
@@ -98,7 +120,7 @@ def fold_batch_norm(module: nn.Module, example: Tensor, atol: float = 1e-4) -> i
             undo.append((parent, name, old))
             setattr(parent, name, new)
     with torch.no_grad():
-        after = module(example)
+        after = run(example)
     diffs = [(a - b).abs().max().item() for a, b in zip(_tensors(before), _tensors(after))]
     if max(diffs, default=0.0) > atol:
         for parent, name, old in reversed(undo):
