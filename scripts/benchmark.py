@@ -593,7 +593,7 @@ def _inference_fn(
 
 def _flops_and_floor(
     infer: Callable[[torch.Tensor], None], x1: torch.Tensor, opts: Options, peak_gflops: float
-) -> tuple[float, dict[str, float], dict[str, Any] | None]:
+) -> tuple[int, dict[str, int], dict[str, Any] | None]:
     """FLOPs of ``infer(x1)`` (total, by operator) and its kernel ceiling (None without ceiling repeats)."""
     flops, by_op = count_flops(lambda: infer(x1))
     ceiling = None
