@@ -6,4 +6,4 @@ trainer), ``data`` (synthetic default data, datalists, loaders, augmentation), `
 (evaluation and logging helpers).
 """
 
-__version__ = "0.4.1"
+__version__ = "0.4.2"

@@ -5,7 +5,7 @@ For every label budget N, seed s and method m this driver trains the real bundle
 best-validation checkpoint and the weights at the end of training, and collects the test metrics and the
 validation learning curves::
 
-    python scripts/compare.py --budgets 20 40 --seeds 0 1 2 --methods hermes suponly \
+    python scripts/compare.py --budgets 10 20 --seeds 0 1 2 --methods hermes suponly \
         --output_dir docs/compare --override max_epochs=30 --override epoch_length=10
 
 Data: ``--datalist PATH`` or ``--dataset_dir DIR`` (holding ``datalist.json``); by default the embedded
@@ -30,8 +30,8 @@ recorded configuration differs from the requested one is an error rather than a 
 Choices where the spec is silent (documented here and in docs/compare.md):
 
 * Budget draw: one ``numpy.random.default_rng(seed)`` permutation per class (classes sorted), the first
-  N/K of each taken, so the subsets of one seed are nested across budgets (the N=20 subset lies
-  inside the N=40 one), which makes budget trends less noisy. N must be a multiple of K.
+  N/K of each taken, so the subsets of one seed are nested across budgets (the N=10 subset lies
+  inside the N=20 one), which makes budget trends less noisy. N must be a multiple of K.
 * The synthetic dataset seed is ``--data_seed`` (default 0), not the training seed: seeds vary the
   labeled subset and the initialisation/augmentation, not the images.
 * Std over seeds is the sample std (ddof 1); with one seed only the mean is shown. The difference rows
@@ -812,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--datalist", type=str, default=None, help="datalist JSON (paths relative to its folder)"
     )
-    p.add_argument("--budgets", type=int, nargs="+", default=[20, 40], help="label budgets N (N/K per class)")
+    p.add_argument("--budgets", type=int, nargs="+", default=[10, 20], help="label budgets N (N/K per class)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
         "--methods",
