@@ -21,6 +21,7 @@ Choices where the brief is silent:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -42,20 +43,21 @@ def compile_network(module: nn.Module, enabled: Any = False, **kwargs: Any) -> n
 
 def _conv_bn_pairs(
     module: nn.Module, example: Tensor, run: Callable[[Tensor], Any]
-) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    """(conv, BN) pairs where the BN's input is the conv's output, from one hooked forward pass."""
+) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d]], Any]:
+    """(conv, BN) pairs where the BN's input is the conv's output, from one hooked forward pass, and that
+    pass's output (the hooks only observe, so it is the unfolded module's output)."""
     produced: dict[int, nn.Conv2d] = {}
     keep: list[Tensor] = []  # keeps outputs alive so their ids are not reused during the pass
-    calls: dict[int, int] = {}
+    calls: Counter[int] = Counter()
     pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
 
     def on_conv(m: nn.Module, inputs: tuple, out: Tensor) -> None:
         produced[id(out)] = m
         keep.append(out)
-        calls[id(m)] = calls.get(id(m), 0) + 1
+        calls[id(m)] += 1
 
     def on_bn(m: nn.Module, inputs: tuple, out: Tensor) -> None:
-        calls[id(m)] = calls.get(id(m), 0) + 1
+        calls[id(m)] += 1
         conv = produced.get(id(inputs[0]))
         if conv is not None:
             pairs.append((conv, m))
@@ -67,20 +69,15 @@ def _conv_bn_pairs(
     ]
     try:
         with torch.no_grad():
-            run(example)
+            output = run(example)
     finally:
         for h in hooks:
             h.remove()
     # a conv or BN run more than once folds only if every run of each is this pairing (the same conv feeding
     # the same BN each time, e.g. a classifier run twice); one shared with another partner cannot be folded
-    seen: dict[tuple[int, int], int] = {}
-    unique: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
-    for c, b in pairs:
-        key = (id(c), id(b))
-        if key not in seen:
-            unique.append((c, b))
-        seen[key] = seen.get(key, 0) + 1
-    return [(c, b) for c, b in unique if calls[id(c)] == calls[id(b)] == seen[(id(c), id(b))]]
+    runs = Counter((id(c), id(b)) for c, b in pairs)
+    unique = list(dict.fromkeys(pairs))  # first-seen order
+    return [(c, b) for c, b in unique if calls[id(c)] == calls[id(b)] == runs[(id(c), id(b))]], output
 
 
 def fold_batch_norm(
@@ -107,11 +104,9 @@ def fold_batch_norm(
     if module.training:
         raise ValueError("fold_batch_norm needs an eval-mode module (BN folds only with running statistics).")
     run = module if run is None else run
-    pairs = _conv_bn_pairs(module, example, run)
+    pairs, before = _conv_bn_pairs(module, example, run)
     if not pairs:
         return 0
-    with torch.no_grad():
-        before = run(example)
     where = {id(c): (parent, name) for parent in module.modules() for name, c in parent.named_children()}
     undo: list[tuple[nn.Module, str, nn.Module]] = []
     for conv, bn in pairs:
