@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.models.resnet import BasicBlock
 from torch import Tensor, nn
 
 from hermes_monai.networks.fusion import fold_batch_norm
@@ -87,8 +88,6 @@ def check_explicit_saliency_supported(net: HermesNet) -> float:
     Returns:
         The classifier's batch-norm ``eps`` (all of its batch norms must share one).
     """
-    from timm.models.resnet import BasicBlock
-
     b = net.cls.backbone
     _check_conv(b.conv1, "cls.backbone.conv1")
     for name in ("bn1",):
@@ -107,7 +106,7 @@ def check_explicit_saliency_supported(net: HermesNet) -> float:
     for li in range(1, 5):
         for bi, blk in enumerate(getattr(b, f"layer{li}")):
             where = f"cls.backbone.layer{li}.{bi}"
-            if type(blk) is not BasicBlock:
+            if type(blk) not in (BasicBlock, _SaliencyBlock):
                 raise ExportError(f"{where}: only timm BasicBlock is supported, found {type(blk).__name__}.")
             _check_conv(blk.conv1, f"{where}.conv1")
             _check_conv(blk.conv2, f"{where}.conv2")
@@ -131,6 +130,43 @@ def check_explicit_saliency_supported(net: HermesNet) -> float:
     return eps.pop()
 
 
+class _SaliencyBlock(BasicBlock):
+    """timm's ``BasicBlock`` (same parameters and ``forward``) with :meth:`record`, the forward pass that
+    :meth:`HermesDeployNet.saliency_and_stem` runs: written as a method so TorchScript can call it on each
+    block of the stage loops (a submodule cannot be passed to a helper function)."""
+
+    @torch.jit.export
+    def record(self, h: Tensor, tensors: list[Tensor], ints: list[int], bn_eps: float) -> Tensor:
+        """The block's output on h (B, C, H, W); appends to ``tensors`` ``[wd, sd, w1, s1, m1, w2, s2, m2]``
+        (downsample conv weight and batch-norm slope, empty without a downsample; conv weights, batch-norm
+        slopes and ReLU masks; a slope is empty when its batch norm is folded into the conv, whose weight
+        then carries it) and to ``ints`` ``[stride_d, pad_d, has_downsample, stride1, pad1, pad2, in_h,
+        in_w]``."""
+        empty = h.new_empty([0])
+        a1 = torch.relu(self.bn1(self.conv1(h)))
+        out = self.bn2(self.conv2(a1))
+        if self.downsample is not None:
+            out = torch.relu(out + self.downsample(h))
+            sd = empty
+            if hasattr(self.downsample[1], "running_var"):
+                sd = _bn_scale(self.downsample[1].weight, self.downsample[1].running_var, bn_eps)
+            tensors.extend([self.downsample[0].weight, sd])
+            ints.extend([self.downsample[0].stride[0], self.downsample[0].padding[0], 1])
+        else:
+            out = torch.relu(out + h)
+            tensors.extend([empty, empty])
+            ints.extend([1, 0, 0])
+        s1, s2 = empty, empty
+        if hasattr(self.bn1, "running_var"):
+            s1 = _bn_scale(self.bn1.weight, self.bn1.running_var, bn_eps)
+        if hasattr(self.bn2, "running_var"):
+            s2 = _bn_scale(self.bn2.weight, self.bn2.running_var, bn_eps)
+        tensors.extend([self.conv1.weight, s1, a1 > 0, self.conv2.weight, s2, out > 0])
+        ints.extend([self.conv1.stride[0], self.conv1.padding[0], self.conv2.padding[0]])
+        ints.extend([h.shape[2], h.shape[3]])
+        return out
+
+
 class HermesDeployNet(HermesNet):
     """:class:`HermesNet` for inference and export: same weights, saliency without autograd.
 
@@ -144,6 +180,10 @@ class HermesDeployNet(HermesNet):
         kwargs.pop("output", None)
         super().__init__(*args, output="pred", **kwargs)
         self.bn_eps = check_explicit_saliency_supported(self)
+        b = self.cls.backbone
+        for stage in (b.layer1, b.layer2, b.layer3, b.layer4):
+            for blk in stage:
+                blk.__class__ = _SaliencyBlock  # adds ``record``; parameters, keys and forward unchanged
         self.eps = eps
         self.eval()
 
@@ -165,16 +205,11 @@ class HermesDeployNet(HermesNet):
         """The saliency map (B, 1, H, W) and the classifier's stem output after its max-pool (B, 64, h, w),
         which :meth:`predict`'s attention pass starts from instead of computing it again.
 
-        The forward pass through the classifier's blocks records, per block, tensors ``[wd, sd, w1, s1,
-        m1, w2, s2, m2]`` (downsample conv weight and batch-norm slope, empty without a downsample;
-        conv weights, batch-norm slopes and ReLU masks; a slope is empty when that batch norm is folded
-        into its conv, see :meth:`fold_batch_norm`) and ints ``[stride_d, pad_d, has_downsample, stride1,
-        pad1, pad2, in_h, in_w]``; the backward pass walks them in reverse. (The four stage loops are
-        written out because TorchScript cannot pass a submodule to a helper.)
+        The forward pass through the classifier's blocks (:meth:`_SaliencyBlock.record`) notes per block what
+        the backward pass needs, and the backward pass walks those records in reverse.
         """
         b = self.cls.backbone
         stem = torch.relu(b.bn1(b.conv1(x)))
-        empty = x.new_empty([0])
         bn_eps = self.bn_eps
         tensors: list[Tensor] = []
         ints: list[int] = []
@@ -184,97 +219,13 @@ class HermesDeployNet(HermesNet):
             h, pool_idx = F.max_pool2d_with_indices(stem, kernel_size=3, stride=2, padding=1)
         h0 = h
         for blk in b.layer1:
-            a1 = torch.relu(blk.bn1(blk.conv1(h)))
-            out = blk.bn2(blk.conv2(a1))
-            if blk.downsample is not None:
-                out = torch.relu(out + blk.downsample(h))
-                sd = empty
-                if hasattr(blk.downsample[1], "running_var"):
-                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
-                tensors.extend([blk.downsample[0].weight, sd])
-                ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
-            else:
-                out = torch.relu(out + h)
-                tensors.extend([empty, empty])
-                ints.extend([1, 0, 0])
-            s1, s2 = empty, empty
-            if hasattr(blk.bn1, "running_var"):
-                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            if hasattr(blk.bn2, "running_var"):
-                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
-            tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
-            ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
-            ints.extend([h.shape[2], h.shape[3]])
-            h = out
+            h = blk.record(h, tensors, ints, bn_eps)
         for blk in b.layer2:
-            a1 = torch.relu(blk.bn1(blk.conv1(h)))
-            out = blk.bn2(blk.conv2(a1))
-            if blk.downsample is not None:
-                out = torch.relu(out + blk.downsample(h))
-                sd = empty
-                if hasattr(blk.downsample[1], "running_var"):
-                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
-                tensors.extend([blk.downsample[0].weight, sd])
-                ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
-            else:
-                out = torch.relu(out + h)
-                tensors.extend([empty, empty])
-                ints.extend([1, 0, 0])
-            s1, s2 = empty, empty
-            if hasattr(blk.bn1, "running_var"):
-                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            if hasattr(blk.bn2, "running_var"):
-                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
-            tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
-            ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
-            ints.extend([h.shape[2], h.shape[3]])
-            h = out
+            h = blk.record(h, tensors, ints, bn_eps)
         for blk in b.layer3:
-            a1 = torch.relu(blk.bn1(blk.conv1(h)))
-            out = blk.bn2(blk.conv2(a1))
-            if blk.downsample is not None:
-                out = torch.relu(out + blk.downsample(h))
-                sd = empty
-                if hasattr(blk.downsample[1], "running_var"):
-                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
-                tensors.extend([blk.downsample[0].weight, sd])
-                ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
-            else:
-                out = torch.relu(out + h)
-                tensors.extend([empty, empty])
-                ints.extend([1, 0, 0])
-            s1, s2 = empty, empty
-            if hasattr(blk.bn1, "running_var"):
-                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            if hasattr(blk.bn2, "running_var"):
-                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
-            tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
-            ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
-            ints.extend([h.shape[2], h.shape[3]])
-            h = out
+            h = blk.record(h, tensors, ints, bn_eps)
         for blk in b.layer4:
-            a1 = torch.relu(blk.bn1(blk.conv1(h)))
-            out = blk.bn2(blk.conv2(a1))
-            if blk.downsample is not None:
-                out = torch.relu(out + blk.downsample(h))
-                sd = empty
-                if hasattr(blk.downsample[1], "running_var"):
-                    sd = _bn_scale(blk.downsample[1].weight, blk.downsample[1].running_var, bn_eps)
-                tensors.extend([blk.downsample[0].weight, sd])
-                ints.extend([blk.downsample[0].stride[0], blk.downsample[0].padding[0], 1])
-            else:
-                out = torch.relu(out + h)
-                tensors.extend([empty, empty])
-                ints.extend([1, 0, 0])
-            s1, s2 = empty, empty
-            if hasattr(blk.bn1, "running_var"):
-                s1 = _bn_scale(blk.bn1.weight, blk.bn1.running_var, bn_eps)
-            if hasattr(blk.bn2, "running_var"):
-                s2 = _bn_scale(blk.bn2.weight, blk.bn2.running_var, bn_eps)
-            tensors.extend([blk.conv1.weight, s1, a1 > 0, blk.conv2.weight, s2, out > 0])
-            ints.extend([blk.conv1.stride[0], blk.conv1.padding[0], blk.conv2.padding[0]])
-            ints.extend([h.shape[2], h.shape[3]])
-            h = out
+            h = blk.record(h, tensors, ints, bn_eps)
         logits = self.cls.classifier(h.mean(dim=(2, 3)))
         w_top = self.cls.classifier.weight.index_select(0, logits.argmax(dim=1))  # (B, 512)
         g = (w_top[:, :, None, None] / float(h.shape[2] * h.shape[3])).expand_as(h)
