@@ -41,6 +41,9 @@ What is measured (see docs/benchmarks.md for every JSON field and the targets):
    what the step would take if everything else (normalisation, activations, losses, optimiser) were
    free, so its fraction of the matmul peak is the most this network, at these shapes, can reach with
    this machine's convolution/matmul libraries.
+7. **Compiled step** (``--compiled``): each step configuration once more with the network compiled
+   (``torch.compile``, the bundle's ``compile`` switch), timed only, its efficiency against the eager
+   step's kernel ceiling (:func:`benchmark_compiled_step`).
 
 How to read it: the step time is what one training iteration costs; the phase table says where it goes
 (``unattributed`` = loss computation and glue outside the scopes). ``fraction_of_matmul_peak`` near 1
@@ -192,6 +195,7 @@ class Options:
     variants: bool = True
     ceiling_repeats: int = 3  # 0 skips the kernel-ceiling measurement
     network_check: bool = True  # paper networks' parameters and forward FLOPs against the reference's
+    compiled: bool = False  # also time each step configuration with the network compiled (torch.compile)
     mode: str = "full"
 
 
@@ -492,8 +496,9 @@ def benchmark_step(
     device = torch.device(opts.device)
     release_memory()
     seed_everything(opts.seed)
+    eager = {**opts.extra_overrides, "compile": False}  # the instruments cannot see inside compiled graphs
     with PeakMemory(device) as mem:
-        setup = build_step(name, device, opts.extra_overrides, opts.seed, opts.late_fraction, amp_dtype)
+        setup = build_step(name, device, eager, opts.seed, opts.late_fraction, amp_dtype)
         times = median_seconds(setup.step, opts.warmup, opts.iters, device)
     settings = setup.settings
     n_samples = settings["labeled_batch_size"] + settings["unlabeled_batch_size"]
@@ -529,6 +534,48 @@ def benchmark_step(
     return result
 
 
+def benchmark_compiled_step(name: str, opts: Options, eager: Mapping[str, Any]) -> dict[str, Any]:
+    """The fp32 step of configuration ``name`` with the network compiled (the bundle's ``compile: true``, its
+    ``compile_options`` from ``opts.extra_overrides``), timed against ``eager`` (:func:`benchmark_step`'s
+    result for the same configuration).
+
+    The first step compiles (its time is reported; ``compile_seconds`` is that time less one compiled step),
+    then ``opts.warmup`` untimed and ``opts.iters`` timed steps. The FLOP counter and the kernel recorder do
+    not see inside compiled graphs, so the efficiency is against the eager step's kernel ceiling: inductor
+    leaves convolutions and matmuls to the same library kernels (extern calls) and fuses the element-wise
+    work around them, so that ceiling bounds the compiled step as well. ``break_even_iterations``: steps
+    after which the compilation has paid for itself (``None`` when the compiled step is not faster).
+    """
+    device = torch.device(opts.device)
+    release_memory()
+    seed_everything(opts.seed)
+    with PeakMemory(device) as mem:
+        setup = build_step(
+            name, device, {**opts.extra_overrides, "compile": True}, opts.seed, opts.late_fraction
+        )
+        t0 = time.perf_counter()
+        setup.step()
+        first = time.perf_counter() - t0
+        times = median_seconds(setup.step, opts.warmup, opts.iters, device)
+    med = statistics.median(times)
+    eager_med = eager["step_seconds"]["median"]
+    ceiling = eager.get("kernel_ceiling")
+    compile_s = max(first - med, 0.0)
+    saving = eager_med - med
+    output = setup.trainer.state.output or {}
+    return {
+        "compile_options": dict(opts.extra_overrides.get("compile_options") or {}),
+        "first_step_seconds": first,
+        "compile_seconds": compile_s,
+        "step_seconds": summarize_times(times),
+        "speedup_vs_eager": eager_med / med,
+        "fraction_of_kernel_ceiling": None if ceiling is None else ceiling["seconds"] / med,
+        "break_even_iterations": math.ceil(compile_s / saving) if saving > 0 else None,
+        "memory": mem.as_dict(),
+        "loss": float(output["loss"]) if "loss" in output else None,
+    }
+
+
 def step_targets(name: str, result: Mapping[str, Any], device: torch.device) -> dict[str, dict[str, Any]]:
     """Targets of issues 3 and 12 for the paper preset's method-equal step (2 CPU cores; else informational).
 
@@ -548,6 +595,13 @@ def step_targets(name: str, result: Mapping[str, Any], device: torch.device) -> 
     frac = result.get("fraction_of_kernel_ceiling")
     if frac is not None:
         targets["fraction_of_kernel_ceiling_min"] = {"target": 0.85, "value": frac, "met": frac >= 0.85}
+    frac = (result.get("compiled") or {}).get("fraction_of_kernel_ceiling")
+    if frac is not None:  # the same target for the compiled step (the bundle's compile: true)
+        targets["fraction_of_kernel_ceiling_min_compiled"] = {
+            "target": 0.85,
+            "value": frac,
+            "met": frac >= 0.85,
+        }
     if device.type != "cpu":
         for t in targets.values():
             t["note"] = "target is defined for 2 CPU cores"
@@ -861,6 +915,9 @@ def run_benchmark(opts: Options, log: Callable[[str], None] = print) -> dict[str
             log(f"step {name} [{variant}] ...")
             entry[variant] = benchmark_step(name, opts, peak_gflops[dtype], dtype)
         main = entry.pop("fp32")
+        if opts.compiled:
+            log(f"step {name} [compiled] ...")
+            main["compiled"] = benchmark_compiled_step(name, opts, main)
         main["targets"] = step_targets(name, main, device)
         if entry:
             for v in entry.values():
@@ -1027,6 +1084,16 @@ def format_report(results: Mapping[str, Any]) -> str:
                     f"{_fmt(c['seconds'], '.3f')} s = {_fmt(c['achieved_gflops'], '.1f')} GFLOP/s "
                     f"(fastest call {_fmt(c['best_call_gflops'], '.1f')} GFLOP/s)"
                 )
+        comp = s.get("compiled")
+        if comp:
+            frac = comp["fraction_of_kernel_ceiling"]
+            lines.append(
+                f"  compiled: {_fmt(comp['step_seconds']['median'], '.3f')} s/step "
+                f"({_fmt(comp['speedup_vs_eager'], '.2f')}x eager), "
+                f"{'-' if frac is None else _fmt(100 * frac, '.0f')} % of the eager kernel ceiling; "
+                f"first step {_fmt(comp['first_step_seconds'], '.1f')} s (compilation), break-even after "
+                f"{_fmt(comp['break_even_iterations'])} iterations"
+            )
         for tname, t in s.get("targets", {}).items():
             lines.append(
                 f"  target {tname}: {_fmt(t['value'])} vs {t['target']} -> {'MET' if t['met'] else 'NOT MET'}"
@@ -1106,6 +1173,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--matmul-sizes", default=None, help="square sizes (default 2048,4096,6144)")
     p.add_argument("--no-variants", action="store_true", help="skip the bf16 repetitions")
     p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time every step with the network compiled (torch.compile; minutes of compilation each)",
+    )
+    p.add_argument(
         "--ceiling-repeats",
         type=int,
         default=None,
@@ -1129,6 +1201,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         "configs": tuple(c.strip() for c in args.configs.split(",") if c.strip()),
         "seed": args.seed,
         "variants": not args.no_variants,
+        "compiled": args.compiled,
     }
     if args.inference is not None:
         changes["inference_presets"] = (

@@ -99,7 +99,8 @@ def test_options_from_args_quick_and_overrides():
     full = bench.options_from_args(bench.parse_args(["--inference", "none", "--matmul-sizes", "128,256"]))
     assert full.mode == "full" and full.extra_overrides == {}
     assert full.configs == ("paper_method_equal", "paper_full", "cpu_full")
-    assert full.inference_presets == () and full.matmul_sizes == (128, 256)
+    assert full.inference_presets == () and full.matmul_sizes == (128, 256) and full.compiled is False
+    assert bench.options_from_args(bench.parse_args(["--compiled"])).compiled is True
     with pytest.raises(SystemExit):
         bench.options_from_args(bench.parse_args(["--inference", "tiny"]))
     args = [
@@ -278,6 +279,38 @@ def test_effective_peak_and_kernel_ceiling_fractions(tiny_results):
     dep_lat = dep["latency_seconds_batch1"]["median"]
     assert dep["latency_over_kernel_floor"] == pytest.approx(dep_lat / dep["kernel_ceiling"]["seconds"])
     assert 0 < dep["flops_per_image"] < inf["flops_per_image"]
+
+
+def test_compiled_step_is_timed_against_the_eager_kernel_ceiling(tiny_results):
+    """The compiled variant (dynamo, eager backend: fast to trace) reports its compilation, its speed-up over
+    the eager step and its fraction of that step's kernel ceiling, consistently with its own timings."""
+    eager = tiny_results["steps"]["cpu_full"]
+    opts = bench.Options(
+        configs=("cpu_full",),
+        device="cpu",
+        warmup=0,
+        iters=1,
+        extra_overrides={**TINY, "cutmix_prob": 1.0, "compile_options": {"backend": "eager"}},
+    )
+    torch._dynamo.reset()
+    r = bench.benchmark_compiled_step("cpu_full", opts, eager)
+    med = r["step_seconds"]["median"]
+    assert r["compile_options"] == {"backend": "eager"} and math.isfinite(r["loss"])
+    assert r["first_step_seconds"] > 0 and r["compile_seconds"] == pytest.approx(
+        max(r["first_step_seconds"] - med, 0)
+    )
+    assert r["speedup_vs_eager"] == pytest.approx(eager["step_seconds"]["median"] / med)
+    assert r["fraction_of_kernel_ceiling"] == pytest.approx(eager["kernel_ceiling"]["seconds"] / med)
+    saving = eager["step_seconds"]["median"] - med
+    if saving > 0:
+        assert r["break_even_iterations"] == math.ceil(r["compile_seconds"] / saving)
+    else:
+        assert r["break_even_iterations"] is None
+    results = {**tiny_results, "steps": {"cpu_full": {**eager, "compiled": r}}}
+    assert "compiled:" in bench.format_report(results)
+    # the target of the paper preset's method-equal step reads the compiled step as well
+    targets = bench.step_targets("paper_method_equal", {**eager, "compiled": r}, torch.device("cpu"))
+    assert targets["fraction_of_kernel_ceiling_min_compiled"]["value"] == r["fraction_of_kernel_ceiling"]
 
 
 def test_network_compute_counts_seg_and_cls_against_the_reference():

@@ -162,6 +162,37 @@ def test_channels_last_switch_sets_layout_not_result(layout: bool) -> None:
         torch.testing.assert_close(out[key], expected[key], rtol=1e-3, atol=1e-3)
 
 
+def test_compile_switch_compiles_in_place_with_its_options() -> None:
+    """``compile: true`` compiles the network's forward with ``compile_options`` (here dynamo with the eager
+    backend, which traces without code generation): same ``state_dict`` keys, so checkpoints load either way,
+    and the same outputs; ``compile: false`` leaves it eager."""
+
+    def build(compile_on: bool) -> torch.nn.Module:
+        parser = ConfigParser()
+        parser.read_config(TRAIN)
+        parser.update(
+            {
+                "compile": compile_on,
+                "compile_options": {"backend": "eager"},
+                "channels_last": False,
+                "device": "$torch.device('cpu')",
+            }
+        )
+        return parser.get_parsed_content("network")
+
+    torch._dynamo.reset()
+    net, ref = build(True), build(False)
+    assert net._compiled_call_impl is not None and ref._compiled_call_impl is None
+    assert list(net.state_dict()) == list(ref.state_dict())
+    ref.load_state_dict(net.state_dict())
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    net.eval(), ref.eval()
+    with torch.no_grad():
+        out, expected = net(x), ref(x)
+    for key in ("seg_logits", "cls_logits", "saliency"):
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(("amp_dtype", "expected"), [(None, {}), ("bfloat16", {"dtype": torch.bfloat16})])
 def test_amp_dtype_reaches_the_trainer_and_both_evaluators(amp_dtype: str | None, expected: dict) -> None:
     parser = ConfigParser()

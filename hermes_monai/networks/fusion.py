@@ -22,7 +22,7 @@ Choices where the brief is silent:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -32,12 +32,16 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 __all__ = ["compile_network", "fold_batch_norm"]
 
 
-def compile_network(module: nn.Module, enabled: Any = False, **kwargs: Any) -> nn.Module:
-    """Compile ``module``'s forward in place with ``torch.compile`` when ``enabled``; return ``module``."""
+def compile_network(
+    module: nn.Module, enabled: Any = False, options: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """Compile ``module``'s forward in place with ``torch.compile(**options)`` when ``enabled`` (the bundle's
+    ``compile`` and ``compile_options`` keys, e.g. ``{"mode": "max-autotune"}`` or ``{"backend": "eager"}``);
+    return ``module``."""
     from hermes_monai.overrides import as_bool
 
     if as_bool(enabled, "compile"):
-        module.compile(**kwargs)
+        module.compile(**dict(options or {}))
     return module
 
 
