@@ -102,6 +102,7 @@ from hermes_monai.benchmarking import (
     PeakMemory,
     count_flops,
     effective_peak,
+    graph_breaks,
     kernel_ceiling,
     measure_matmul_peak,
     median_seconds,
@@ -545,6 +546,8 @@ def benchmark_compiled_step(name: str, opts: Options, eager: Mapping[str, Any]) 
     leaves convolutions and matmuls to the same library kernels (extern calls) and fuses the element-wise
     work around them, so that ceiling bounds the compiled step as well. ``break_even_iterations``: steps
     after which the compilation has paid for itself (``None`` when the compiled step is not faster).
+    ``graph_breaks``: :func:`~hermes_monai.benchmarking.graph_breaks` of the network's training-mode forward
+    on one labeled batch (each break is a separately compiled piece with eager Python between).
     """
     device = torch.device(opts.device)
     release_memory()
@@ -557,6 +560,8 @@ def benchmark_compiled_step(name: str, opts: Options, eager: Mapping[str, Any]) 
         setup.step()
         first = time.perf_counter() - t0
         times = median_seconds(setup.step, opts.warmup, opts.iters, device)
+    network = getattr(setup.trainer.network, "module", setup.trainer.network)
+    breaks = graph_breaks(network, setup.labeled_batches[0]["image"].to(device))
     med = statistics.median(times)
     eager_med = eager["step_seconds"]["median"]
     ceiling = eager.get("kernel_ceiling")
@@ -573,6 +578,7 @@ def benchmark_compiled_step(name: str, opts: Options, eager: Mapping[str, Any]) 
         "break_even_iterations": math.ceil(compile_s / saving) if saving > 0 else None,
         "memory": mem.as_dict(),
         "loss": float(output["loss"]) if "loss" in output else None,
+        "graph_breaks": breaks,
     }
 
 
@@ -1092,7 +1098,8 @@ def format_report(results: Mapping[str, Any]) -> str:
                 f"({_fmt(comp['speedup_vs_eager'], '.2f')}x eager), "
                 f"{'-' if frac is None else _fmt(100 * frac, '.0f')} % of the eager kernel ceiling; "
                 f"first step {_fmt(comp['first_step_seconds'], '.1f')} s (compilation), break-even after "
-                f"{_fmt(comp['break_even_iterations'])} iterations"
+                f"{_fmt(comp['break_even_iterations'])} iterations; "
+                f"{comp['graph_breaks']['graphs']} graph(s), {comp['graph_breaks']['breaks']} break(s)"
             )
         for tname, t in s.get("targets", {}).items():
             lines.append(

@@ -306,6 +306,10 @@ def test_compiled_step_is_timed_against_the_eager_kernel_ceiling(tiny_results):
         assert r["break_even_iterations"] == math.ceil(r["compile_seconds"] / saving)
     else:
         assert r["break_even_iterations"] is None
+    # cpu_full has the saliency map: its autograd.grad inside the forward breaks the graph
+    g = r["graph_breaks"]
+    assert g["breaks"] >= 1 and g["graphs"] == g["breaks"] + 1
+    assert any("autograd" in reason for reason in g["reasons"]), g["reasons"]
     results = {**tiny_results, "steps": {"cpu_full": {**eager, "compiled": r}}}
     assert "compiled:" in bench.format_report(results)
     # the target of the paper preset's method-equal step reads the compiled step as well

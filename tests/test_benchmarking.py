@@ -1,5 +1,6 @@
 """Tests of the measurement instruments in :mod:`hermes_monai.benchmarking` (FLOPs, kernel ceiling, peak
-probe, peak memory, timing summaries), each against hand-computed values or a bound it must respect."""
+probe, peak memory, timing summaries, graph breaks), each against hand-computed values or a bound it must
+respect."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hermes_monai.benchmarking import (
     PeakMemory,
     count_flops,
     effective_peak,
+    graph_breaks,
     kernel_ceiling,
     matmul_flops,
     measure_matmul_peak,
@@ -129,3 +131,39 @@ def test_effective_peak_is_never_below_a_replayed_kernel():
     assert peak["source"] == ("kernel" if c["best_call_gflops"] > matmul["gflops"] else "matmul")
     assert effective_peak(5.0, [{"best_call_gflops": 7.0}])["gflops"] == 7.0
     assert effective_peak(9.0, [])["gflops"] == 9.0
+
+
+class _SaliencyNet(torch.nn.Module):
+    """conv -> BN -> ReLU, then (optionally) the input gradient of the summed output as an extra channel:
+    the pattern of Hermes' saliency map (``torch.autograd.grad`` inside the forward)."""
+
+    def __init__(self, with_grad: bool):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU()
+        )
+        self.with_grad = with_grad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        if not self.with_grad:
+            return y
+        xg = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.body(xg).sum(), xg)
+        return torch.cat([y, g], dim=1)
+
+
+def test_graph_breaks_counts_the_autograd_break_and_restores_buffers():
+    x = torch.randn(2, 1, 8, 8)
+    plain = graph_breaks(_SaliencyNet(with_grad=False).train(), x)
+    assert (plain["graphs"], plain["breaks"], plain["reasons"]) == (1, 0, [])
+    assert plain["ops"] >= 3  # conv, batch norm, relu captured
+
+    net = _SaliencyNet(with_grad=True).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    sal = graph_breaks(net, x)
+    assert sal["breaks"] >= 1 and sal["graphs"] == sal["breaks"] + 1
+    assert any("autograd" in r for r in sal["reasons"]), sal["reasons"]
+    # the training-mode pass ran, but the running statistics are as before
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -1,6 +1,8 @@
-"""Measurement instruments of ``scripts/benchmark.py``: timing, peak memory, FLOPs, kernel ceilings."""
+"""Measurement instruments of ``scripts/benchmark.py``: timing, peak memory, FLOPs, kernel ceilings and
+graph breaks."""
 
 from hermes_monai.benchmarking.flops import GlobalFlopCounter, count_flops, matmul_flops
+from hermes_monai.benchmarking.graphs import graph_breaks
 from hermes_monai.benchmarking.kernels import (
     KernelRecorder,
     effective_peak,
@@ -24,6 +26,7 @@ __all__ = [
     "count_flops",
     "current_rss",
     "effective_peak",
+    "graph_breaks",
     "kernel_ceiling",
     "matmul_flops",
     "measure_matmul_peak",
