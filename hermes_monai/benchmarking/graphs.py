@@ -37,7 +37,8 @@ def graph_breaks(module: nn.Module, *inputs: Any, max_reasons: int = 8) -> dict[
                 b.copy_(buffers[name])
     reasons: list[str] = []
     for b in explained.break_reasons:
-        first = str(b.reason).strip().splitlines()[0] if str(b.reason).strip() else "(no reason given)"
+        text = str(b.reason).strip()
+        first = text.splitlines()[0] if text else "(no reason given)"
         if first not in reasons:
             reasons.append(first)
     return {
