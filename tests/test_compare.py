@@ -1,4 +1,5 @@
-"""scripts/compare.py: label-budget datalists, the summary arithmetic and one tiny end-to-end comparison.
+"""Comparisons (hermes_monai.comparison, data.budgets, scripts/compare.py): label-budget datalists, the
+summary arithmetic and one tiny end-to-end comparison.
 
 The end-to-end test trains Hermes and SupOnly through the real bundle (1 iteration each on a tiny synthetic
 dataset at 64x64), so it checks the driver, not model quality.
@@ -17,6 +18,9 @@ import mlflow
 import pytest
 import torch
 from tiny_bundle import TINY_RUN
+
+from hermes_monai import comparison
+from hermes_monai.data import budgets
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("compare_script", REPO / "scripts" / "compare.py")
@@ -64,23 +68,23 @@ def _fake_splits() -> dict[str, list[dict]]:
 def test_class_balanced_indices_balanced_nested_and_checked() -> None:
     classes = [0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
     for seed in range(5):
-        four = compare.class_balanced_indices(classes, 4, seed)
-        two = compare.class_balanced_indices(classes, 2, seed)
+        four = budgets.class_balanced_indices(classes, 4, seed)
+        two = budgets.class_balanced_indices(classes, 2, seed)
         assert len(four) == len(set(four)) == 4 and four == sorted(four)
         assert sorted(classes[i] for i in four) == [0, 0, 1, 1]  # N/2 per class
         assert set(two) <= set(four)  # one seed's subsets are nested across budgets
-        assert compare.class_balanced_indices(classes, 4, seed) == four  # reproducible
-    draws = {tuple(compare.class_balanced_indices(classes, 4, s)) for s in range(10)}
+        assert budgets.class_balanced_indices(classes, 4, seed) == four  # reproducible
+    draws = {tuple(budgets.class_balanced_indices(classes, 4, s)) for s in range(10)}
     assert len(draws) > 1  # the seed matters
     with pytest.raises(ValueError, match="multiple"):
-        compare.class_balanced_indices(classes, 3, 0)
+        budgets.class_balanced_indices(classes, 3, 0)
     with pytest.raises(ValueError, match="class 1"):  # only 4 malignant: 10 needs 5 of each
-        compare.class_balanced_indices(classes, 10, 0)
+        budgets.class_balanced_indices(classes, 10, 0)
 
 
 def test_budget_splits_move_the_rest_to_unlabeled() -> None:
     splits = _fake_splits()
-    out = compare.budget_splits(splits, 4, seed=3)
+    out = budgets.budget_splits(splits, 4, seed=3)
     assert len(out["labeled"]) == 4
     assert sorted(e["class"] for e in out["labeled"]) == [0, 0, 1, 1]
     # 3 original unlabeled + (10 - 4) moved labeled entries
@@ -112,7 +116,7 @@ def test_summary_rows_mean_std_and_paired_difference() -> None:
         rec("suponly", 0, 0.70, 0.6),
         rec("suponly", 1, 0.75, 0.8),
     ]
-    rows = compare.summarise(records, ["hermes", "suponly"], [20], "suponly")
+    rows = comparison.summarise(records, ["hermes", "suponly"], [20], "suponly")
     assert [r["method"] for r in rows] == ["hermes", "suponly", "hermes - suponly"]
     hermes, sup, diff = rows
     # hermes Dice: mean (80 + 90) / 2 = 85; sample std sqrt((5^2 + 5^2) / 1) = sqrt(50) = 7.0711
@@ -123,7 +127,7 @@ def test_summary_rows_mean_std_and_paired_difference() -> None:
     assert diff["dice_mean"] == pytest.approx(12.5) and diff["dice_std"] == pytest.approx(12.5**0.5)
     # hermes AUC: the NaN of seed 1 is left out -> one value 90, no std
     assert hermes["auc_mean"] == pytest.approx(90.0) and math.isnan(hermes["auc_std"])
-    table = compare.format_table(rows)
+    table = comparison.format_table(rows)
     assert "| 20 | hermes | 2 | 85.00 ± 7.07 | 42.50 ± 3.54 | 50.00 ± 0.00 | 90.00 |" in table
     assert "| 20 | **hermes - suponly** | 2 | +12.50 ± 3.54 |" in table
 
@@ -135,8 +139,8 @@ def test_summary_of_final_weights_leaves_out_runs_without_them() -> None:
         return {"method": method, "budget": 10, "seed": seed, "metrics": scores, "final_metrics": finals}
 
     records = [rec("hermes", 0, 0.8, 0.7), rec("hermes", 1, 0.6, None), rec("suponly", 0, 0.9, 0.5)]
-    best = compare.summarise(records, ["hermes", "suponly"], [10], "suponly")
-    final = compare.summarise(records, ["hermes", "suponly"], [10], "suponly", source="final_metrics")
+    best = comparison.summarise(records, ["hermes", "suponly"], [10], "suponly")
+    final = comparison.summarise(records, ["hermes", "suponly"], [10], "suponly", source="final_metrics")
     assert [r["seeds"] for r in best] == [2, 1, 1] and [r["seeds"] for r in final] == [1, 1, 1]
     # best: paired over seed 0 only, 80 - 90 = -10; final: 70 - 50 = +20
     assert best[2]["dice_mean"] == pytest.approx(-10.0) and final[2]["dice_mean"] == pytest.approx(20.0)
@@ -146,21 +150,21 @@ def test_summary_of_final_weights_leaves_out_runs_without_them() -> None:
 def test_plateau_change_compares_the_last_two_quarters() -> None:
     # T = 80: third quarter (40, 60] -> 0.5, 0.6; last quarter (60, 80] -> 0.7, 0.9
     curve = [[10, 0.1], [20, 0.2], [30, 0.3], [40, 0.4], [50, 0.5], [60, 0.6], [70, 0.7], [80, 0.9]]
-    level, change = compare.plateau_change(curve)
+    level, change = comparison.plateau_change(curve)
     assert level == pytest.approx(0.8) and change == pytest.approx(0.8 - 0.55)
     flat = [[x, 0.5] for x in range(10, 90, 10)]
-    assert compare.plateau_change(flat) == (pytest.approx(0.5), pytest.approx(0.0))
-    assert all(math.isnan(v) for v in compare.plateau_change([[80, 0.9]]))  # no third-quarter point
+    assert comparison.plateau_change(flat) == (pytest.approx(0.5), pytest.approx(0.0))
+    assert all(math.isnan(v) for v in comparison.plateau_change([[80, 0.9]]))  # no third-quarter point
     records = [
         {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": curve, "val_accuracy": flat}},
         {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": flat, "val_accuracy": flat}},
     ]
-    (row,) = compare.plateau_rows(records, ["hermes", "suponly"], [4])
+    (row,) = comparison.plateau_rows(records, ["hermes", "suponly"], [4])
     # Dice changes 25 and 0 points: mean 12.5; levels 80 and 50: mean 65
     assert row["val_mean_dice_change_mean"] == pytest.approx(12.5)
     assert row["val_mean_dice_level_mean"] == pytest.approx(65.0)
     assert row["val_accuracy_change_mean"] == pytest.approx(0.0)
-    assert "| 4 | hermes | 2 | 65.00 ± 21.21 | +12.50 ± 17.68 |" in compare.format_plateau_table([row])
+    assert "| 4 | hermes | 2 | 65.00 ± 21.21 | +12.50 ± 17.68 |" in comparison.format_plateau_table([row])
 
 
 def test_mean_curves_average_seeds_per_iteration() -> None:
@@ -169,7 +173,7 @@ def test_mean_curves_average_seeds_per_iteration() -> None:
         {"method": "hermes", "budget": 4, "curves": {"val_mean_dice": [[10, 0.4], [20, 0.6]]}},
         {"method": "suponly", "budget": 4, "curves": {"val_mean_dice": [[10, 0.1]]}},
     ]
-    curves = compare.mean_curves(records, "val_mean_dice")
+    curves = comparison.mean_curves(records, "val_mean_dice")
     # (0.2 + 0.4) / 2 = 0.3 at 10, (0.4 + 0.6) / 2 = 0.5 at 20
     assert curves[(4, "hermes")] == [(10, pytest.approx(0.3)), (20, pytest.approx(0.5))]
     assert curves[(4, "suponly")] == [(10, pytest.approx(0.1))]
@@ -185,7 +189,7 @@ def test_grad_share_curves_are_ratios_to_the_supervised_term_averaged_over_seeds
         run([[50, 4.0], [100, 0.0]], [[50, 1.0], [100, 9.0]], [[50, 2.0], [100, 1.0]]),
         {"method": "suponly", "budget": 20, "grad_curves": {}},
     ]
-    curves = compare.grad_share_curves(records)
+    curves = comparison.grad_share_curves(records)
     assert set(curves) == {(20, "hermes")}  # SupOnly logged nothing
     shares = curves[(20, "hermes")]
     assert set(shares) == {"seg_u", "itc"}  # cls_l is 0 throughout (detached): left out
@@ -193,9 +197,9 @@ def test_grad_share_curves_are_ratios_to_the_supervised_term_averaged_over_seeds
     assert shares["seg_u"] == [(50, pytest.approx(0.375)), (100, pytest.approx(3.0))]
     # itc at 50: (4/2 + 2/4) / 2 = 1.25; at 100: 0.5 / 1
     assert shares["itc"] == [(50, pytest.approx(1.25)), (100, pytest.approx(0.5))]
-    assert compare.plot_grad_shares(records, tmp_path / "g.png")
+    assert comparison.plot_grad_shares(records, tmp_path / "g.png")
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not compare.plot_grad_shares(records[2:], tmp_path / "none.png")
+    assert not comparison.plot_grad_shares(records[2:], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
 
 
@@ -203,12 +207,12 @@ def test_plan_rejects_ambiguous_overrides(tmp_path: Path) -> None:
     configs = compare.DEFAULT_CONFIG_DIR
     args = (["suponly"], [4], [0], _fake_splits(), None, configs)
     with pytest.raises(ValueError, match="driver sets"):
-        compare.plan_runs(*args, {"seed": 3}, tmp_path)
+        comparison.plan_runs(*args, {"seed": 3}, tmp_path)
     with pytest.raises(ValueError, match="suponly"):  # supervised_only.yaml sets semi_supervised
-        compare.plan_runs(*args, {"semi_supervised": True}, tmp_path)
+        comparison.plan_runs(*args, {"semi_supervised": True}, tmp_path)
     with pytest.raises(ValueError, match="no_attention"):
-        compare.plan_runs(["no_attention"], *args[1:], {"use_attention": True}, tmp_path)
-    specs = compare.plan_runs(["hermes", "no_consistency"], *args[1:], {"max_epochs": 2}, tmp_path)
+        comparison.plan_runs(["no_attention"], *args[1:], {"use_attention": True}, tmp_path)
+    specs = comparison.plan_runs(["hermes", "no_consistency"], *args[1:], {"max_epochs": 2}, tmp_path)
     hermes, ablation = specs
     assert hermes.datalist == ablation.datalist  # same labeled subset for every method
     assert ablation.overrides["use_consistency"] is False and ablation.overrides["max_epochs"] == 2
@@ -275,7 +279,7 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
         assert runs[method]["final_metrics"] == runs[method]["metrics"]
         assert (out / "runs" / f"{method}_n4_s0" / "eval_final" / "metrics.json").is_file()
     assert "Final weights" in table and "last quarter" in table
-    assert compare.format_table(results["summary_final"]) == compare.format_table(results["summary"])
+    assert comparison.format_table(results["summary_final"]) == comparison.format_table(results["summary"])
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
     exp = client.get_experiment_by_name("compare")
@@ -310,7 +314,7 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr("monai.bundle.run", no_training)
     again = compare.main(_argv(out))
-    assert compare.format_table(again["summary"]) == compare.format_table(results["summary"])
+    assert comparison.format_table(again["summary"]) == comparison.format_table(results["summary"])
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
     cached = compare.main([*_argv(out), "--test_datalist", str(fresh)])
     assert [r["metrics"] for r in cached["runs"]] == [r["metrics"] for r in extra["runs"]]

@@ -8,9 +8,10 @@ Files get mode 0644 (``tempfile`` would leave them 0600).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,26 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float (not valid JSON) replaced by ``None``, recursively through
+    mappings, lists and tuples (tuples become lists)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, strict: bool = False) -> None:
+    """Write ``data`` as indented JSON (with a final newline) to ``path`` atomically.
+
+    ``strict``: write standard JSON whatever ``data`` holds: NaN/inf as ``null`` (:func:`finite_or_none`),
+    objects JSON has no type for (paths, dates) as their ``str``.
+    """
+    if strict:
+        text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False)
+    else:
+        text = json.dumps(data, indent=2)
+    write_text_atomic(path, text + "\n")
