@@ -1,5 +1,6 @@
-"""Fast tests of ``scripts/benchmark.py``: helper arithmetic and a tiny end-to-end run (its instruments are
-tested in ``test_benchmarking.py``).
+"""Fast tests of ``scripts/benchmark.py`` and the step it measures (``hermes_monai.benchmarking.steps``,
+``.phases``): helper arithmetic and a tiny end-to-end run (the other instruments are tested in
+``test_benchmarking.py``).
 
 The end-to-end run uses the CPU preset at 32x32 with batch 2+2, no warm-up and one timed step, so the
 whole file stays within a few seconds of compute; it checks that the JSON has every field and that the
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from hermes_monai import benchmarking
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +40,8 @@ TINY = {"image_size": 32, "labeled_batch_size": 2, "unlabeled_batch_size": 2}
 # ------------------------------------------------------------------------------------------------ helpers
 def test_phase_breakdown_fractions_and_remainder():
     phase_us = {"hermes::forward_student": 500_000.0, "hermes::backward": 250_000.0, "other": 9e9}
-    out = bench.phase_breakdown(phase_us, step_seconds=1.0)
-    assert set(out) == {*bench.PHASES, "unattributed"}
+    out = benchmarking.phase_breakdown(phase_us, step_seconds=1.0)
+    assert set(out) == {*benchmarking.PHASES, "unattributed"}
     # 500 000 us = 0.5 s of a 1.0 s step -> 50 %; 250 000 us -> 25 %; rest 1 - 0.75 = 0.25 s
     assert out["forward_student"] == {"seconds": 0.5, "fraction": 0.5}
     assert out["backward"] == {"seconds": 0.25, "fraction": 0.25}
@@ -49,13 +52,13 @@ def test_phase_breakdown_fractions_and_remainder():
 
 def test_phase_breakdown_never_negative_remainder():
     # phases (0.6 + 0.6 s) longer than the step (1 s): the remainder is clamped at 0
-    out = bench.phase_breakdown({"hermes::backward": 6e5, "hermes::optimizer": 6e5}, step_seconds=1.0)
+    out = benchmarking.phase_breakdown({"hermes::backward": 6e5, "hermes::optimizer": 6e5}, step_seconds=1.0)
     assert out["unattributed"]["seconds"] == 0.0
 
 
 def test_synthetic_batches_shapes_values_and_disc():
     gen = torch.Generator().manual_seed(0)
-    batches = bench.synthetic_batches(3, 4, 64, gen, num_cls_classes=2, labeled=True)
+    batches = benchmarking.synthetic_batches(3, 4, 64, gen, num_cls_classes=2, labeled=True)
     assert len(batches) == 3
     for b in batches:
         assert b["image"].shape == (4, 1, 64, 64) and b["image"].dtype == torch.float32
@@ -71,7 +74,7 @@ def test_synthetic_batches_shapes_values_and_disc():
         # (a disc may just touch the border), allow for pixel discretisation
         area = lab.float().mean(dim=(1, 2, 3))
         assert (area > 0.17).all() and (area < 0.41).all()
-    unlabeled = bench.synthetic_batches(2, 2, 32, gen, labeled=False)
+    unlabeled = benchmarking.synthetic_batches(2, 2, 32, gen, labeled=False)
     assert all(set(b) == {"image"} for b in unlabeled)
 
 
@@ -80,7 +83,7 @@ def test_fill_memory_banks_fills_to_capacity_with_unit_vectors():
 
     img = ImageContrastLoss(dim=8, bank_size=10)
     pix = PixelContrastLoss(num_classes=3, dim=4, bank_size=5)
-    bench.fill_memory_banks(img, pix, torch.Generator().manual_seed(0))
+    benchmarking.fill_memory_banks(img, pix, torch.Generator().manual_seed(0))
     feats, labels = img.queue.get()
     assert feats.shape == (10, 8) and set(labels.tolist()) == {0, 1}
     assert torch.allclose(feats.norm(dim=1), torch.ones(10), atol=1e-5)
@@ -88,7 +91,7 @@ def test_fill_memory_banks_fills_to_capacity_with_unit_vectors():
     bank_feats, bank_labels = pix.bank.get()
     assert bank_feats.shape == (15, 4)
     assert torch.bincount(bank_labels).tolist() == [5, 5, 5]
-    bench.fill_memory_banks(None, None, torch.Generator())  # switched-off terms are skipped
+    benchmarking.fill_memory_banks(None, None, torch.Generator())  # switched-off terms are skipped
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -118,20 +121,20 @@ def test_options_from_args_quick_and_overrides():
 
 
 def test_paper_configs_differ_only_in_ias_switches():
-    _, equal = bench.STEP_CONFIGS["paper_method_equal"]
-    _, full = bench.STEP_CONFIGS["paper_full"]
+    _, equal = benchmarking.STEP_CONFIGS["paper_method_equal"]
+    _, full = benchmarking.STEP_CONFIGS["paper_full"]
     assert equal["use_attention"] is False and equal["use_saliency"] is False
     assert full["use_attention"] is True and full["use_saliency"] is True
     assert {k: v for k, v in equal.items() if not k.startswith("use_") or "contrast" in k} == {
         k: v for k, v in full.items() if not k.startswith("use_") or "contrast" in k
     }
-    paper = bench.make_parser("paper", {}, torch.device("cpu"))
+    paper = benchmarking.make_parser("paper", {}, torch.device("cpu"))
     assert paper["encoder"] == "res2net101d" and paper["image_size"] == 224
     assert paper["decoder_channels"] == [512, 256, 64]
 
 
 def test_build_step_uses_bundle_config_and_late_schedule():
-    setup = bench.build_step(
+    setup = benchmarking.build_step(
         "paper_method_equal",
         torch.device("cpu"),
         {**TINY, "encoder": "resnet18", "max_epochs": 30, "epoch_length": 10},
@@ -202,11 +205,11 @@ def test_run_benchmark_step_fields_are_consistent(tiny_results):
     mem = s["memory"]
     assert mem["peak_rss_bytes"] >= mem["baseline_rss_bytes"] > 0
     phases = s["phases"]
-    assert set(phases) == {*bench.PHASES, "unattributed"}
+    assert set(phases) == {*benchmarking.PHASES, "unattributed"}
     # all phases of a semi-supervised step with contrast on ran, and they tile the profiled step
-    for name in bench.PHASES:
+    for name in benchmarking.PHASES:
         assert phases[name]["seconds"] > 0, name
-    attributed = sum(phases[name]["seconds"] for name in bench.PHASES)
+    attributed = sum(phases[name]["seconds"] for name in benchmarking.PHASES)
     rest = max(s["profiled_step_seconds"] - attributed, 0.0)
     assert phases["unattributed"]["seconds"] == pytest.approx(rest, abs=1e-9)
     assert s["profiler_overhead"] == pytest.approx(s["profiled_step_seconds"] / med - 1)
