@@ -219,6 +219,20 @@ def test_plan_rejects_ambiguous_overrides(tmp_path: Path) -> None:
     assert hermes.overrides["seed"] == 0 and hermes.overrides["run_name"] == "hermes_n4_s0"
 
 
+def test_every_method_switch_is_a_bundle_setting() -> None:
+    # a misspelled switch would be one more key the config ignores, and the "ablation" would rerun Hermes
+    import yaml
+
+    configs = compare.DEFAULT_CONFIG_DIR
+    known = set(yaml.safe_load((configs / "train.yaml").read_text()))
+    for name, method in comparison.METHODS.items():
+        for f in method.config_files:
+            assert (configs / f).is_file(), (name, f)
+        unknown = sorted(set(method.overrides) - known)
+        assert not unknown, f"method {name!r} sets {unknown}, which train.yaml does not define"
+    assert comparison.METHODS["bf16"].overrides == {"amp": True, "amp_dtype": "bfloat16"}
+
+
 def test_generated_test_split_has_num_test_images_unless_overridden(tmp_path: Path) -> None:
     small = {"synthetic#image_size": 32, "synthetic#num_labeled": 4, "synthetic#num_unlabeled": 2}
     small["synthetic#num_validation"] = 2

@@ -70,6 +70,8 @@ METHODS: dict[str, Method] = {
     "no_consistency": Method(overrides={"use_consistency": False}),
     "no_confidence_threshold": Method(overrides={"use_confidence_threshold": False}),
     "no_entropy_threshold": Method(overrides={"use_entropy_threshold": False}),
+    # Hermes under bf16 autocast (trainer and evaluators): the bf16 parity run, paired with "hermes"
+    "bf16": Method(overrides={"amp": True, "amp_dtype": "bfloat16"}),
 }
 
 
