@@ -116,7 +116,11 @@ def test_options_from_args_quick_and_overrides():
         "0",
     ]
     custom = bench.options_from_args(bench.parse_args(args))
-    assert custom.extra_overrides == {**bench.QUICK_OVERRIDES, "channels_last": False, "image_size": 48}
+    assert custom.extra_overrides == {
+        **benchmarking.QUICK_OVERRIDES,
+        "channels_last": False,
+        "image_size": 48,
+    }
     assert custom.ceiling_repeats == 0
 
 
@@ -158,7 +162,7 @@ def test_build_step_uses_bundle_config_and_late_schedule():
 
 @pytest.fixture(scope="module")
 def tiny_results():
-    opts = bench.Options(
+    opts = benchmarking.Options(
         configs=("cpu_full",),
         inference_presets=("cpu",),
         device="cpu",
@@ -176,7 +180,7 @@ def tiny_results():
         pipeline_passes=1,
         mode="test",
     )
-    return bench.run_benchmark(opts, log=lambda msg: None)
+    return benchmarking.run_benchmark(opts, log=lambda msg: None)
 
 
 def test_run_benchmark_top_level_fields(tiny_results):
@@ -184,7 +188,7 @@ def test_run_benchmark_top_level_fields(tiny_results):
     for key in ("schema_version", "mode", "machine", "matmul_peak", "steps", "comparisons", "inference"):
         assert key in r
     assert "data_pipeline" in r
-    assert r["mode"] == "test" and r["schema_version"] == bench.SCHEMA_VERSION
+    assert r["mode"] == "test" and r["schema_version"] == benchmarking.SCHEMA_VERSION
     m = r["machine"]
     assert m["device"] == "cpu" and m["torch_threads"] == torch.get_num_threads()
     assert m["torch_version"] == torch.__version__ and m["cpu_model"]
@@ -246,7 +250,7 @@ def test_run_benchmark_inference_and_pipeline(tiny_results):
 
 
 def test_format_report_mentions_every_section(tiny_results):
-    text = bench.format_report(tiny_results)
+    text = benchmarking.format_report(tiny_results)
     for needle in (
         "matmul peak",
         "cpu_full",
@@ -288,7 +292,7 @@ def test_compiled_step_is_timed_against_the_eager_kernel_ceiling(tiny_results):
     """The compiled variant (dynamo, eager backend: fast to trace) reports its compilation, its speed-up over
     the eager step and its fraction of that step's kernel ceiling, consistently with its own timings."""
     eager = tiny_results["steps"]["cpu_full"]
-    opts = bench.Options(
+    opts = benchmarking.Options(
         configs=("cpu_full",),
         device="cpu",
         warmup=0,
@@ -296,7 +300,7 @@ def test_compiled_step_is_timed_against_the_eager_kernel_ceiling(tiny_results):
         extra_overrides={**TINY, "cutmix_prob": 1.0, "compile_options": {"backend": "eager"}},
     )
     torch._dynamo.reset()
-    r = bench.benchmark_compiled_step("cpu_full", opts, eager)
+    r = benchmarking.benchmark_compiled_step("cpu_full", opts, eager)
     med = r["step_seconds"]["median"]
     assert r["compile_options"] == {"backend": "eager"} and math.isfinite(r["loss"])
     assert r["first_step_seconds"] > 0 and r["compile_seconds"] == pytest.approx(
@@ -314,15 +318,15 @@ def test_compiled_step_is_timed_against_the_eager_kernel_ceiling(tiny_results):
     assert g["breaks"] >= 1 and g["graphs"] == g["breaks"] + 1
     assert any("autograd" in reason for reason in g["reasons"]), g["reasons"]
     results = {**tiny_results, "steps": {"cpu_full": {**eager, "compiled": r}}}
-    assert "compiled:" in bench.format_report(results)
+    assert "compiled:" in benchmarking.format_report(results)
     # the target of the paper preset's method-equal step reads the compiled step as well
-    targets = bench.step_targets("paper_method_equal", {**eager, "compiled": r}, torch.device("cpu"))
+    targets = benchmarking.step_targets("paper_method_equal", {**eager, "compiled": r}, torch.device("cpu"))
     assert targets["fraction_of_kernel_ceiling_min_compiled"]["value"] == r["fraction_of_kernel_ceiling"]
 
 
 def test_network_compute_counts_seg_and_cls_against_the_reference():
-    opts = bench.Options(device="cpu", extra_overrides={"encoder": "resnet18", "image_size": 32})
-    out = bench.network_compute("paper", opts)
+    opts = benchmarking.Options(device="cpu", extra_overrides={"encoder": "resnet18", "image_size": 32})
+    out = benchmarking.network_compute("paper", opts)
     assert out["image_size"] == 32 and "within_tolerance" not in out["seg"]  # reference is per 224² image
     for name in ("seg", "cls"):
         assert out[name]["parameters"] > 0
