@@ -192,6 +192,11 @@ def test_run_benchmark_top_level_fields(tiny_results):
     m = r["machine"]
     assert m["device"] == "cpu" and m["torch_threads"] == torch.get_num_threads()
     assert m["torch_version"] == torch.__version__ and m["cpu_model"]
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert m["cpu_bf16"] == benchmarking.bf16_supported(torch.device("cpu"))
+    if Path("/proc/cpuinfo").is_file():  # Linux: "family/model/stepping", three numbers
+        assert all(part.isdigit() for part in m["cpu_signature"].split("/")), m["cpu_signature"]
+        assert len(m["cpu_signature"].split("/")) == 3
     json.dumps(r)  # serialisable as is
 
 

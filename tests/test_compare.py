@@ -277,6 +277,7 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
         assert r["metrics"]["num_images"] == 4 and 0.0 <= r["metrics"]["dice"] <= 1.0
         assert [x for x, _ in r["curves"]["val_mean_dice"]] == [1]  # epoch 1 x epoch_length 1
         assert [x for x, _ in r["curves"]["val_accuracy"]] == [1]
+        assert r["machine"] == runs["hermes"]["machine"] and r["machine"]["cpu_signature"]
     on_disk = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in on_disk["runs"]] == ["hermes_n4_s0", "suponly_n4_s0"]
     table = (out / "table.md").read_text()

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from hermes_monai.benchmarking.machine import cpu_has_bf16
 from hermes_monai.benchmarking.steps import STEP_CONFIGS
 
 SCHEMA_VERSION = 2
@@ -99,7 +100,7 @@ def bf16_supported(device: torch.device) -> bool:
     (AVX512-BF16 / AMX, e.g. Sapphire Rapids)."""
     if device.type == "cuda":
         return True
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return cpu_has_bf16()
 
 
 def step_variants(device: torch.device, variants: bool) -> list[tuple[str, torch.dtype | None]]:

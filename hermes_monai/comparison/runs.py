@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 import yaml
 
+from hermes_monai.benchmarking.machine import machine_info
 from hermes_monai.data.budgets import load_splits, write_budget_datalist
 from hermes_monai.io import atomic_path, write_json_atomic
 
@@ -213,6 +215,8 @@ def execute(
         "fingerprint": fingerprint,
         "epoch_length": int(config_value(spec.train_files, spec.overrides, "epoch_length")),
         "mlflow_run_id": None,
+        # results differ between CPU generations with the same seed: which machine trained this run
+        "machine": machine_info(torch.device("cpu")),
     }
     write_json_atomic(record_path, record, strict=True)
 
@@ -247,7 +251,6 @@ def final_weights(run_dir: Path) -> Path | None:
     Written (atomically) from the trainer's ``models/checkpoint_final.pt`` when absent; ``None`` when
     neither file exists (a run whose training checkpoints were pruned before this file was kept).
     """
-    import torch
 
     from hermes_monai.handlers.checkpoint import load_checkpoint
 
