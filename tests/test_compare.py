@@ -231,6 +231,7 @@ def test_every_method_switch_is_a_bundle_setting() -> None:
         unknown = sorted(set(method.overrides) - known)
         assert not unknown, f"method {name!r} sets {unknown}, which train.yaml does not define"
     assert comparison.METHODS["bf16"].overrides == {"amp": True, "amp_dtype": "bfloat16"}
+    assert comparison.METHODS["fp32_nchw"].overrides == {"channels_last": False}
 
 
 def test_generated_test_split_has_num_test_images_unless_overridden(tmp_path: Path) -> None:

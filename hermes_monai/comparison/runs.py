@@ -74,6 +74,9 @@ METHODS: dict[str, Method] = {
     "no_entropy_threshold": Method(overrides={"use_entropy_threshold": False}),
     # Hermes under bf16 autocast (trainer and evaluators): the bf16 parity run, paired with "hermes"
     "bf16": Method(overrides={"amp": True, "amp_dtype": "bfloat16"}),
+    # Hermes in fp32 with PyTorch's default NCHW layout: the same arithmetic in another rounding order, so its
+    # distance from "hermes" is the run-to-run spread any numerical change causes (the parity table's control)
+    "fp32_nchw": Method(overrides={"channels_last": False}),
 }
 
 
