@@ -259,3 +259,41 @@ def test_mean_teacher_at_momentum_zero_trains_as_the_student_teacher_does() -> N
         trainer.run()
         rates.append((trainer.state.output["select_rate_pixel"], trainer.state.output["loss_seg_u"]))
     assert rates[0] != rates[1]
+
+
+class _DtypeNet(torch.nn.Module):
+    """A linear layer over the channel axis: its output dtype shows whether autocast was entered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_evaluator_autocasts_on_the_cpu_when_amp_is_on(amp: bool) -> None:
+    """MONAI's ``SupervisedEvaluator`` autocasts only on CUDA, so on a CPU it returns float32 even with
+    ``amp``; ``HermesEvaluator`` returns bf16 there, and float32 as MONAI's without ``amp``."""
+    from monai.engines import SupervisedEvaluator
+
+    from hermes_monai.engines import HermesEvaluator
+
+    data = [{"image": torch.rand(2, 4, 5, 5), "label": torch.zeros(2, 1, 5, 5)}]
+    dtypes = {}
+    for cls in (SupervisedEvaluator, HermesEvaluator):
+        torch.manual_seed(0)
+        evaluator = cls(
+            device=torch.device("cpu"),
+            val_data_loader=data,
+            network=_DtypeNet(),
+            amp=amp,
+            amp_kwargs={"dtype": torch.bfloat16},
+            decollate=False,
+        )
+        evaluator.run()
+        dtypes[cls] = evaluator.state.output["pred"].dtype
+        assert evaluator.amp is amp  # restored after the iteration
+    assert dtypes[SupervisedEvaluator] == torch.float32
+    assert dtypes[HermesEvaluator] == (torch.bfloat16 if amp else torch.float32)

@@ -230,6 +230,32 @@ def test_folded_batch_norm_gives_the_unfolded_predictions(
     assert masks[0].shape == (70, 90) and (masks[0] != masks[1]).mean() < 0.01
 
 
+def test_bf16_autocast_inference_is_close_to_fp32(
+    trained_bundle: Path, lesion_checkpoint: Path, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--amp true --amp_dtype bfloat16`` reaches the evaluator: the probabilities move (bf16 rounding,
+    so autocast did run) but stay within a few hundredths of fp32's, and the masks differ on few pixels,
+    only uncertain ones. The segmentation head's logits are scaled 500x so that most pixels are confident
+    (the 4-iteration model alone leaves every pixel near 0.5)."""
+    state = torch.load(lesion_checkpoint, map_location="cpu", weights_only=True)
+    for key in ("seg.out_conv.weight", "seg.out_conv.bias"):
+        state[key] = state[key] * 500
+    confident = tmp_path / "confident.pt"
+    torch.save(state, confident)
+    for name, extra in (("fp32", {}), ("bf16", {"amp": True, "amp_dtype": "bfloat16"})):
+        _run(trained_bundle, confident, inputs["case_wide"], tmp_path / name, save_entropy=True, **extra)
+    got = json.loads((tmp_path / "bf16" / "case_wide.json").read_text())["class_probabilities"]
+    ref = json.loads((tmp_path / "fp32" / "case_wide.json").read_text())["class_probabilities"]
+    assert got.keys() == ref.keys() and got != ref
+    assert all(abs(got[k] - ref[k]) < 0.05 for k in ref)
+    masks = [np.array(Image.open(tmp_path / d / "case_wide_mask.png")) for d in ("bf16", "fp32")]
+    entropy = np.array(Image.open(tmp_path / "fp32" / "case_wide_entropy.png")).astype(float) / 255
+    flipped = masks[0] != masks[1]
+    assert masks[0].shape == (70, 90) == entropy.shape
+    assert flipped.mean() < 0.05
+    assert (entropy[flipped] > np.median(entropy)).all()  # flips only where fp32 is less sure than usual
+
+
 def test_datalist_input(trained_bundle: Path, tmp_path: Path) -> None:
     cases = find_cases(trained_bundle / "data" / "datalist.json")
     datalist = json.loads((trained_bundle / "data" / "datalist.json").read_text())

@@ -1,5 +1,7 @@
-"""Training engines: the Hermes semi-supervised trainer built on ``monai.engines.Trainer``."""
+"""Engines: the Hermes semi-supervised trainer built on ``monai.engines.Trainer``, and the evaluator
+(MONAI's, with autocast on the engine's own device)."""
 
+from hermes_monai.engines.evaluator import HermesEvaluator
 from hermes_monai.engines.gradient_budget import BUDGETED_TERMS, GradientBudget
 from hermes_monai.engines.teacher import ema_decay, make_teacher
 from hermes_monai.engines.trainer import (
@@ -13,6 +15,7 @@ from hermes_monai.engines.trainer import (
 __all__ = [
     "BUDGETED_TERMS",
     "GradientBudget",
+    "HermesEvaluator",
     "DEFAULT_WEIGHTS",
     "LOSS_TERMS",
     "MONITOR_KEYS",
