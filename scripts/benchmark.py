@@ -44,6 +44,10 @@ What is measured (see docs/benchmarks.md for every JSON field and the targets):
 7. **Compiled step** (``--compiled``): each step configuration once more with the network compiled
    (``torch.compile``, the bundle's ``compile`` switch), timed only, its efficiency against the eager
    step's kernel ceiling (:func:`benchmark_compiled_step`).
+8. **bf16 parity** (``--parity RESULTS_JSON``): the accuracy side of the bf16 fast path, from a
+   ``scripts/compare.py`` run of ``--methods hermes bf16 fp32_nchw --reference hermes --bf16_inference``:
+   per-seed Dice and accuracy differences from fp32 (:mod:`hermes_monai.comparison.parity`), recorded beside
+   the speed they buy.
 
 How to read it: the step time is what one training iteration costs; the phase table says where it goes
 (``unattributed`` = loss computation and glue outside the scopes). ``fraction_of_matmul_peak`` near 1
@@ -94,6 +98,7 @@ from hermes_monai.benchmarking import (
     quick_options,
     run_benchmark,
 )
+from hermes_monai.comparison.parity import load_parity
 from hermes_monai.io import write_json_atomic
 from hermes_monai.overrides import parse_override
 
@@ -139,6 +144,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="repeats per replayed kernel of the kernel-ceiling measurement (default 3, quick 1; 0 skips it)",
+    )
+    p.add_argument(
+        "--parity",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="a compare.py results.json of the bf16 parity runs (--methods hermes bf16 fp32_nchw "
+        "--bf16_inference): its parity table goes into the JSON (bf16_parity) and the report",
     )
     p.add_argument(
         "--override",
@@ -192,8 +204,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the report, write the JSON; return the results."""
     args = parse_args(argv)
     opts = options_from_args(args)
+    parity = None if args.parity is None else load_parity(args.parity)  # a bad file fails before measuring
     t0 = time.perf_counter()
     results = run_benchmark(opts, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if parity is not None:
+        results["bf16_parity"] = parity
     results["total_seconds"] = time.perf_counter() - t0
     write_json_atomic(args.output, results)
     print(format_report(results))

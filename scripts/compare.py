@@ -62,6 +62,11 @@ Choices where the spec is silent (documented here and in docs/compare.md):
   held-out set than the dataset's own test split without retraining. The extra evaluation is cached in
   ``<run_dir>/eval_<first 12 hex of the file's sha256>/metrics.json``; a test image that any training or
   validation split of the run also holds is an error.
+* bf16 parity (issue 12): with method ``bf16`` and/or ``fp32_nchw`` beside ``hermes``, or with
+  ``--bf16_inference`` (every Hermes run's two weight sets evaluated once more under bf16 autocast, cached in
+  ``<run_dir>/eval_bf16/`` and ``eval_final_bf16/``), ``results.json`` gains ``bf16_parity`` and ``table.md``
+  the parity table (:mod:`hermes_monai.comparison.parity`): per-seed differences from fp32 Hermes in Dice
+  and accuracy, within ±0.5 points or not.
 * Guard: the labeled budget must fill one labeled batch and the unlabeled split one unlabeled batch
   (the loaders drop the last partial batch; an empty unlabeled loader would stall the trainer).
 """
@@ -80,6 +85,7 @@ from hermes_monai.comparison import (
     METHODS,
     config_value,
     evaluate_on,
+    evaluate_under,
     execute,
     format_table,
     metric_curve,
@@ -91,6 +97,7 @@ from hermes_monai.comparison import (
     report_markdown,
     summarise,
 )
+from hermes_monai.comparison.parity import BF16_EVAL, INFERENCE_ENTRY, format_parity_table, parity
 from hermes_monai.data.budgets import load_splits
 from hermes_monai.io import write_json_atomic, write_text_atomic
 from hermes_monai.overrides import parse_override
@@ -149,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also evaluate every run on the 'test' split of this datalist and report those metrics "
         "(e.g. a larger fresh test set; no retraining)",
+    )
+    p.add_argument(
+        "--bf16_inference",
+        action="store_true",
+        help="also evaluate every Hermes run's weights (both sets) under bf16 autocast: the inference row of "
+        "the bf16 parity table",
     )
     p.add_argument("--force", action="store_true", help="retrain runs that finished earlier")
     p.add_argument(
@@ -209,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             record["own_final_metrics"] = record.get("final_metrics")
             record["final_metrics"] = evaluate_on(spec, Path(args.test_datalist), final=True)
             record["test_datalist"] = str(Path(args.test_datalist).resolve())
+        if args.bf16_inference and spec.method == "hermes":
+            for source, entry in INFERENCE_ENTRY.items():
+                record[entry] = evaluate_under(spec, "bf16", BF16_EVAL, final=source == "final_metrics")
         records.append(record)
 
     client = mlflow_client(tracking_uri)
@@ -247,9 +263,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "summary_final": final_rows,
         "plateau": flat_rows,
     }
+    parity_tables = [
+        parity([r for r in records if int(r["budget"]) == b], budget=b)
+        for b in args.budgets
+        if {"bf16", "fp32_nchw"} & set(args.methods) or args.bf16_inference
+    ]
+    parity_tables = [t for t in parity_tables if t["comparisons"]]
+    if parity_tables:
+        results["bf16_parity"] = parity_tables
     write_json_atomic(output_dir / "results.json", results, strict=True)
     test_name = "Test split" if args.test_datalist is None else f"Test split of {args.test_datalist}"
     text = report_markdown(rows, final_rows, flat_rows, args.seeds, test_name)
+    for t in parity_tables:
+        text += "\nbf16 parity (paired per seed, points; `hermes_monai.comparison.parity`):\n\n"
+        text += format_parity_table(t)
     write_text_atomic(output_dir / "table.md", text)
     plot_curves(records, output_dir / "curves.png")
     plot_grad_shares(records, output_dir / "grad_shares.png")

@@ -20,6 +20,7 @@ import torch
 from tiny_bundle import TINY_RUN
 
 from hermes_monai import comparison
+from hermes_monai.comparison.parity import format_parity_table, load_parity, parity
 from hermes_monai.data import budgets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +146,77 @@ def test_summary_of_final_weights_leaves_out_runs_without_them() -> None:
     # best: paired over seed 0 only, 80 - 90 = -10; final: 70 - 50 = +20
     assert best[2]["dice_mean"] == pytest.approx(-10.0) and final[2]["dice_mean"] == pytest.approx(20.0)
     assert final[0]["dice_mean"] == pytest.approx(70.0)
+
+
+def test_bf16_parity_pairs_seeds_and_applies_the_tolerance(tmp_path: Path) -> None:
+    def rec(method: str, seed: int, dice: float, acc: float, **extra) -> dict:
+        scores = {"dice": dice, "accuracy": acc}
+        return {
+            "method": method,
+            "budget": 20,
+            "seed": seed,
+            "metrics": scores,
+            "final_metrics": scores,
+            **extra,
+        }
+
+    records = [
+        rec(
+            "hermes",
+            0,
+            0.70,
+            0.60,
+            train_seconds=300,
+            bf16_inference_metrics={"dice": 0.701, "accuracy": 0.60},
+        ),
+        rec(
+            "hermes",
+            1,
+            0.80,
+            0.50,
+            train_seconds=340,
+            bf16_inference_metrics={"dice": 0.797, "accuracy": 0.51},
+        ),
+        rec("bf16", 0, 0.703, 0.61, train_seconds=200),  # Dice +0.3, accuracy +1.0
+        rec("bf16", 1, 0.805, 0.506, train_seconds=220),  # Dice +0.5, accuracy +0.6
+        rec("bf16", 2, 0.9, 0.9),  # no fp32 partner: left out
+        rec("fp32_nchw", 0, 0.68, 0.62),  # Dice -2.0, accuracy +2.0
+    ]
+    table = parity(records)
+    training = table["comparisons"]["training"]["metrics"]
+    assert training["dice"]["seeds"] == [0, 1]
+    assert training["dice"]["per_seed"] == pytest.approx([0.3, 0.5])
+    # mean 0.4, sample std sqrt(2 * 0.1^2) = 0.1414: within 0.5
+    assert training["dice"]["mean"] == pytest.approx(0.4) and training["dice"]["std"] == pytest.approx(
+        0.02**0.5
+    )
+    assert training["dice"]["within"] and training["dice"]["max_abs"] == pytest.approx(0.5)
+    # accuracy mean (1.0 + 0.6) / 2 = 0.8 > 0.5: the shipped checkpoint is not at parity
+    assert training["accuracy"]["mean"] == pytest.approx(0.8) and not training["accuracy"]["within"]
+    assert table["met"] is False
+    control = table["comparisons"]["control"]["metrics"]
+    assert control["dice"]["per_seed"] == pytest.approx([-2.0]) and math.isnan(control["dice"]["std"])
+    inference = table["comparisons"]["inference"]
+    assert set(inference) == {"metrics"}  # no bf16 evaluation of the final weights
+    assert inference["metrics"]["dice"]["per_seed"] == pytest.approx([0.1, -0.3])
+    assert inference["metrics"]["accuracy"]["per_seed"] == pytest.approx([0.0, 1.0])
+    assert table["train_seconds"] == pytest.approx({"hermes": 320.0, "bf16": 210.0})
+    # a wider tolerance passes the same runs
+    assert parity(records, tolerance=1.0)["met"] is True
+    text = format_parity_table(table)
+    assert (
+        "| bf16 - hermes (trained and evaluated in bf16) | best checkpoint | Dice | +0.30, +0.50 "
+        "| +0.40 ± 0.14 | yes |" in text
+    )
+    assert "| best checkpoint | accuracy | +1.00, +0.60 | +0.80 ± 0.28 | no |" in text
+    assert text.rstrip().endswith("not met.")
+    # two budgets need a choice; a file that is not a results.json is named
+    with pytest.raises(ValueError, match="budgets"):
+        parity([*records, {**records[0], "budget": 10}])
+    bad = tmp_path / "results.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="results.json"):
+        load_parity(bad)
 
 
 def test_plateau_change_compares_the_last_two_quarters() -> None:
@@ -324,6 +396,20 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(ValueError, match=f"leaky.json.*{Path(trained['image']).name}"):
         compare.main([*_argv(out), "--test_datalist", str(leaky)])
 
+    # --bf16_inference: Hermes' two weight sets evaluated once more under bf16 autocast (the parity table's
+    # inference row); SupOnly's are not
+    with_bf16 = compare.main([*_argv(out), "--bf16_inference"])
+    runs = {r["method"]: r for r in with_bf16["runs"]}
+    assert runs["hermes"]["bf16_inference_metrics"]["num_images"] == 4
+    assert runs["hermes"]["bf16_inference_final_metrics"]["num_images"] == 4
+    assert "bf16_inference_metrics" not in runs["suponly"]
+    hermes_dir = Path(runs["hermes"]["run_dir"])
+    assert (hermes_dir / "eval_bf16" / "metrics.json").is_file()
+    assert (hermes_dir / "eval_final_bf16" / "metrics.json").is_file()
+    (parity_table,) = with_bf16["bf16_parity"]
+    assert set(parity_table["comparisons"]) == {"inference"} and parity_table["met"] is None
+    assert "weights evaluated in bf16" in (out / "table.md").read_text()
+
     # resumable: nothing is retrained (or re-evaluated) on a second call
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was retrained")
@@ -332,6 +418,8 @@ def test_compare_end_to_end_resumable(tmp_path: Path, monkeypatch: pytest.Monkey
     again = compare.main(_argv(out))
     assert comparison.format_table(again["summary"]) == comparison.format_table(results["summary"])
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in results["runs"]]
+    cached_bf16 = compare.main([*_argv(out), "--bf16_inference"])
+    assert cached_bf16["bf16_parity"] == with_bf16["bf16_parity"]
     cached = compare.main([*_argv(out), "--test_datalist", str(fresh)])
     assert [r["metrics"] for r in cached["runs"]] == [r["metrics"] for r in extra["runs"]]
     # a different configuration in the same output folder is refused, not silently re-used

@@ -133,4 +133,11 @@ def format_report(results: Mapping[str, Any]) -> str:
             f"data pipeline {preset} ({p['settings']['image_size']}px, no cache): {rates}; "
             f"vs step consumption: {ratios or '-'}"
         )
+    parity = results.get("bf16_parity")
+    if parity:
+        from hermes_monai.comparison.parity import format_parity_table
+
+        seconds = ", ".join(f"{m} {_fmt(v, '.0f')} s" for m, v in parity["train_seconds"].items())
+        lines += ["", f"bf16 parity (from {parity['source']}; mean training time {seconds or '-'}):"]
+        lines.append(format_parity_table(parity).rstrip("\n"))
     return "\n".join(lines)

@@ -297,18 +297,37 @@ def evaluate_on(spec: RunSpec, test_datalist: Path, final: bool = False) -> dict
     return _evaluate(spec, out_dir, final=final, test_datalist=test_datalist)
 
 
+def evaluate_under(
+    spec: RunSpec, tag: str, changes: Mapping[str, Any], final: bool = False
+) -> dict[str, Any] | None:
+    """Evaluate one finished run's trained weights (best checkpoint, or ``final``: the final weights) on
+    its own test split with the evaluation settings ``changes`` on top of the run's (e.g. bf16 autocast:
+    ``{"amp": True, "amp_dtype": "bfloat16"}``), without retraining; ``None`` without final weights.
+
+    Cached in ``<run_dir>/eval[_final]_<tag>/metrics.json``. The paired difference from the run's own
+    metrics is then the effect of ``changes`` on these very weights, free of training-run spread.
+    """
+    out_dir = spec.run_dir / f"eval{'_final' if final else ''}_{tag}"
+    return _evaluate(spec, out_dir, final=final, changes=changes)
+
+
 def _evaluate(
-    spec: RunSpec, out_dir: Path, final: bool, test_datalist: Path | None = None
+    spec: RunSpec,
+    out_dir: Path,
+    final: bool,
+    test_datalist: Path | None = None,
+    changes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """``run("evaluating", ...)`` of the best checkpoint (or, ``final``, the final weights) into
-    ``out_dir``, on the run's own test split or that of ``test_datalist`` (checked for leaks first);
-    cached by ``out_dir/metrics.json``. ``None`` when ``final`` and the run kept no final weights."""
+    ``out_dir``, on the run's own test split or that of ``test_datalist`` (checked for leaks first), with
+    the run's overrides updated by ``changes``; cached by ``out_dir/metrics.json``. ``None`` when
+    ``final`` and the run kept no final weights."""
     from monai.bundle import run
 
     metrics_path = out_dir / "metrics.json"
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text())
-    overrides = {**spec.overrides, "output_dir": str(out_dir), "use_mlflow": False}
+    overrides = {**spec.overrides, **(changes or {}), "output_dir": str(out_dir), "use_mlflow": False}
     if final:
         weights = final_weights(spec.run_dir)
         if weights is None:
