@@ -205,7 +205,7 @@ def test_bf16_parity_pairs_seeds_and_applies_the_tolerance(tmp_path: Path) -> No
     assert parity(records, tolerance=1.0)["met"] is True
     text = format_parity_table(table)
     assert (
-        "| bf16 - hermes (trained and evaluated in bf16) | best checkpoint | Dice | +0.30, +0.50 "
+        "| bf16 - hermes (trained with bf16 autocast) | best checkpoint | Dice | +0.30, +0.50 "
         "| +0.40 ± 0.14 | yes |" in text
     )
     assert "| best checkpoint | accuracy | +1.00, +0.60 | +0.80 ± 0.28 | no |" in text

@@ -154,7 +154,7 @@ def format_parity_table(table: Mapping[str, Any]) -> str:
     """Markdown table of :func:`parity`: one row per (comparison, weights, metric) with the per-seed
     differences, their mean ± std and whether the mean is within the tolerance."""
     names = {
-        "training": f"{table['candidate']} - {table['reference']} (trained and evaluated in bf16)",
+        "training": f"{table['candidate']} - {table['reference']} (trained with bf16 autocast)",
         "control": f"{table['control']} - {table['reference']} (fp32, other rounding order: the spread)",
         "inference": f"{table['reference']} weights evaluated in bf16 - in fp32",
     }
